@@ -1,0 +1,73 @@
+"""A job scheduler for LLM data-generation pipelines on Prefect 3."""
+
+from scheduler_core.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    EmptyGroupError,
+    GroupNotFoundError,
+    InvalidJobError,
+    InvalidParamsError,
+    InvalidPriorityError,
+    InvalidStateError,
+    JobNotCancellableError,
+    JobNotFoundError,
+    NotFoundError,
+    ParamsImmutableError,
+    ReservationNotFoundError,
+    ReservationTimeoutError,
+    RunNotFoundError,
+    RunNotRetryableError,
+    SchedulerError,
+    StaleStateError,
+    UnknownJobTypeError,
+)
+from scheduler_core.executor import ExecutionContext, Executor
+from scheduler_core.models import Job, JobGroup, JobRun, Reservation, Worker
+from scheduler_core.service import RecoveryReport, SchedulerService
+from scheduler_core.settings import SchedulerSettings
+from scheduler_core.statuses import (
+    JobGroupStatus,
+    JobOrigin,
+    JobRunStatus,
+    JobStatus,
+    ReservationStatus,
+    WorkerStatus,
+)
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseUnavailableError",
+    "EmptyGroupError",
+    "ExecutionContext",
+    "Executor",
+    "GroupNotFoundError",
+    "InvalidJobError",
+    "InvalidParamsError",
+    "InvalidPriorityError",
+    "InvalidStateError",
+    "Job",
+    "JobGroup",
+    "JobGroupStatus",
+    "JobNotCancellableError",
+    "JobNotFoundError",
+    "JobOrigin",
+    "JobRun",
+    "JobRunStatus",
+    "JobStatus",
+    "NotFoundError",
+    "ParamsImmutableError",
+    "RecoveryReport",
+    "Reservation",
+    "ReservationNotFoundError",
+    "ReservationStatus",
+    "ReservationTimeoutError",
+    "RunNotFoundError",
+    "RunNotRetryableError",
+    "SchedulerError",
+    "SchedulerService",
+    "SchedulerSettings",
+    "StaleStateError",
+    "UnknownJobTypeError",
+    "Worker",
+    "WorkerStatus",
+]

@@ -1,0 +1,191 @@
+"""Engines, schema creation and write transactions that survive a locked or flaky database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import SQLModel
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from scheduler_core import models
+from scheduler_core.errors import ConfigurationError, DatabaseUnavailableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_RESOURCE_LIMITS: dict[str, int | None] = {"ollama": 1}
+
+_IMMEDIATE = "scheduler_immediate"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs users write (`postgresql://`, `postgres://`) and pick our drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if not (url.startswith("sqlite") or url.startswith("postgresql+")):
+        raise ConfigurationError(
+            f"unsupported database URL {url!r}: use sqlite:///path/to/jobs.db "
+            "or postgresql://user@host/dbname"
+        )
+    return url
+
+
+def create_engine(url: str) -> Engine:
+    """SQLite in WAL mode with write transactions taken up front; PostgreSQL via psycopg 3."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = sa.engine.make_url(url)
+    in_memory = parsed.database in (None, "", ":memory:")
+    if in_memory:
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False}, poolclass=StaticPool
+        )
+    else:
+        Path(parsed.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10
+        )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Driver-level autocommit, so the "begin" hook below decides how transactions start.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction takes the lock up front: no deadlock on lock upgrade,
+        # and every read inside it sees the state it will write against.
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables and seed the resource classes; safe to call on every open."""
+    SQLModel.metadata.create_all(engine, tables=_tables())
+    with engine.connect() as conn, conn.begin():
+        version = conn.execute(sa.select(sa.func.max(models.SchemaVersion.version))).scalar()
+        if version is None:
+            conn.execute(
+                sa.insert(models.SchemaVersion).values(
+                    version=models.SCHEMA_VERSION, applied_at=models.utcnow()
+                )
+            )
+        elif version > models.SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"database schema version {version} is newer than this release supports "
+                f"({models.SCHEMA_VERSION}); upgrade prefect-llm-scheduler"
+            )
+        existing = set(conn.execute(sa.select(models.ResourceClass.name)).scalars())
+        for name, limit in DEFAULT_RESOURCE_LIMITS.items():
+            if name not in existing:
+                conn.execute(sa.insert(models.ResourceClass).values(name=name, limit=limit))
+
+
+def _tables() -> list[sa.Table]:
+    return [
+        m.__table__  # type: ignore[attr-defined]
+        for m in (
+            models.JobGroupRecord,
+            models.JobRecord,
+            models.JobRunRecord,
+            models.ReservationRecord,
+            models.WorkerRecord,
+            models.ResourceClass,
+            models.SchemaVersion,
+        )
+    ]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    transient = (
+        "database is locked",
+        "database table is locked",
+        "busy",
+        "could not serialize",
+        "deadlock detected",
+        "connection refused",
+        "server closed the connection",
+        "terminating connection",
+        "connection is closed",
+    )
+    return isinstance(exc, sa.exc.OperationalError) and any(t in text for t in transient)
+
+
+class Database:
+    """The one place that opens transactions; retries transient failures, never half-writes."""
+
+    def __init__(self, engine: Engine, *, retry_seconds: float = 30.0) -> None:
+        self.engine = engine
+        self.retry_seconds = retry_seconds
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if write and self.is_sqlite:
+                conn = conn.execution_options(**{_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run fn in one write transaction; a transient error reruns it whole."""
+        return self._run(fn, write=True)
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        return self._run(fn, write=False)
+
+    def _run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_delay(self.retry_seconds),
+            wait=wait_exponential_jitter(initial=0.01, max=1.0),
+            reraise=False,
+        )
+        try:
+            for attempt in retrying:
+                with attempt, self._transaction(write=write) as conn:
+                    return fn(conn)
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            raise DatabaseUnavailableError(
+                f"database unavailable after retrying for {self.retry_seconds:.0f}s: {cause}; "
+                "check that the database is reachable and not locked by another program"
+            ) from cause
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def dispose(self) -> None:
+        self.engine.dispose()

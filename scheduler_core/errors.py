@@ -1,0 +1,82 @@
+"""One exception hierarchy: every error the scheduler raises on purpose is a SchedulerError."""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """The scheduler refused an operation."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidJobError(SchedulerError, ValueError):
+    """A job request is invalid; nothing was written."""
+
+
+class UnknownJobTypeError(InvalidJobError):
+    """No handler is registered for this job type; register one with svc.register()."""
+
+
+class InvalidParamsError(InvalidJobError):
+    """Job params must be a JSON object (a dict of JSON-serialisable values)."""
+
+
+class InvalidPriorityError(InvalidJobError):
+    """Priority must be an integer (higher runs first)."""
+
+
+class EmptyGroupError(InvalidJobError):
+    """A job group needs at least one member job."""
+
+
+class NotFoundError(SchedulerError, LookupError):
+    """The requested record does not exist."""
+
+
+class JobNotFoundError(NotFoundError):
+    """No job with this id."""
+
+
+class RunNotFoundError(NotFoundError):
+    """No job run with this id."""
+
+
+class GroupNotFoundError(NotFoundError):
+    """No job group with this id."""
+
+
+class ReservationNotFoundError(NotFoundError):
+    """No reservation with this id."""
+
+
+class InvalidStateError(SchedulerError):
+    """The record is not in a state that allows this operation."""
+
+
+class JobNotCancellableError(InvalidStateError):
+    """Only QUEUED jobs can be cancelled; running work is never preempted."""
+
+
+class RunNotRetryableError(InvalidStateError):
+    """Only a FAILED run can be retried."""
+
+
+class ParamsImmutableError(InvalidStateError):
+    """A job's params cannot change once it has left QUEUED (INV-001)."""
+
+
+class StaleStateError(InvalidStateError):
+    """The record changed under us: a conditional update matched no row."""
+
+
+class ReservationTimeoutError(SchedulerError, TimeoutError):
+    """No slot became free for a direct execution within its timeout."""
+
+
+class DatabaseUnavailableError(SchedulerError):
+    """The database stayed locked or unreachable after retries; no state was changed."""
+
+
+class ConfigurationError(SchedulerError):
+    """The scheduler is misconfigured."""

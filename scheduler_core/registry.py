@@ -1,0 +1,82 @@
+"""Job types: which handler runs a type and which resource class its jobs need."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler_core.errors import ConfigurationError, UnknownJobTypeError
+
+Handler = Callable[..., list[str] | None]
+ResourceRule = str | Callable[[dict[str, Any]], str]
+
+_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_resource_name(name: object) -> str:
+    if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
+        raise ConfigurationError(
+            f"invalid resource class {name!r}: use 1-64 letters, digits or _ . : -"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class JobType:
+    name: str
+    handler: Handler
+    resource: ResourceRule = "default"
+    takes_context: bool = False
+
+    def resource_for(self, params: dict[str, Any]) -> str:
+        if callable(self.resource):
+            return check_resource_name(self.resource(params))
+        return self.resource
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def register(
+        self, name: str, handler: Handler, *, resource: ResourceRule = "default"
+    ) -> JobType:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"job type name must be a non-empty string, got {name!r}")
+        if not callable(handler):
+            raise ConfigurationError(f"handler for job type {name!r} is not callable")
+        if not callable(resource):
+            check_resource_name(resource)
+        job_type = JobType(name, handler, resource, takes_context=_takes_context(handler))
+        self._types[name] = job_type
+        return job_type
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise UnknownJobTypeError(
+                f"unknown job type {name!r} (registered: {known}); "
+                "register a handler with svc.register(job_type, handler) first"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+
+def _takes_context(handler: Handler) -> bool:
+    """A handler may take `(params)` or `(params, context)`."""
+    try:
+        sig = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)

@@ -1,0 +1,887 @@
+"""Every state change, as one named function each; the only module that writes SQL.
+
+Each function takes an open write transaction. A state change is a conditional
+``UPDATE ... WHERE status = <expected>`` whose row count is checked, so an illegal
+transition fails loudly instead of overwriting. Retry creation, skipping of group
+members and the group's terminal status happen inside the transaction of the run
+that caused them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from scheduler_core.errors import (
+    GroupNotFoundError,
+    JobNotCancellableError,
+    JobNotFoundError,
+    ParamsImmutableError,
+    ReservationNotFoundError,
+    StaleStateError,
+)
+from scheduler_core.models import (
+    Job,
+    JobGroup,
+    JobGroupRecord,
+    JobRecord,
+    JobRun,
+    JobRunRecord,
+    Reservation,
+    ReservationRecord,
+    ResourceClass,
+    Worker,
+    WorkerRecord,
+    utcnow,
+)
+from scheduler_core.retry import RetryPolicy
+from scheduler_core.statuses import (
+    TERMINAL_JOB_STATUSES,
+    JobGroupStatus,
+    JobOrigin,
+    JobRunStatus,
+    JobStatus,
+    ReservationStatus,
+    WorkerStatus,
+)
+
+J: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
+R: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]
+G: sa.Table = JobGroupRecord.__table__  # type: ignore[attr-defined]
+RES: sa.Table = ReservationRecord.__table__  # type: ignore[attr-defined]
+W: sa.Table = WorkerRecord.__table__  # type: ignore[attr-defined]
+RC: sa.Table = ResourceClass.__table__  # type: ignore[attr-defined]
+
+_P = sa.bindparam
+_QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+_NOT_HELD = J.c.held == sa.false()
+
+
+class _Hot:
+    """Statements on the dispatch path, built once: building SQL per call costs more
+    than running it on SQLite."""
+
+    has_reservation = (
+        sa.select(RES.c.reservation_id)
+        .where(RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > _P("now"))
+        .limit(1)
+    )
+    limits = sa.select(RC.c.name, RC.c.limit)
+    # One round trip for everything a claim must know first: each resource class with its
+    # cap and RUNNING count, and whether a direct reservation pauses the queue.
+    dispatch_state = sa.select(
+        RC.c.name,
+        RC.c.limit,
+        sa.select(sa.func.count())
+        .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource == RC.c.name)
+        .scalar_subquery()
+        .label("running"),
+        sa.exists(
+            sa.select(RES.c.reservation_id).where(
+                RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > _P("now")
+            )
+        ).label("reserved"),
+    ).order_by(RC.c.name)
+    running_counts = (
+        sa.select(J.c.resource, sa.func.count())
+        .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource.in_(_P("names", expanding=True)))
+        .group_by(J.c.resource)
+    )
+    eligible = (
+        sa.select(J)
+        .where(
+            J.c.status == _QUEUED,
+            _NOT_HELD,
+            J.c.job_type.in_(_P("types", expanding=True)),
+            sa.or_(J.c.not_before.is_(None), J.c.not_before <= _P("now")),
+        )
+        .order_by(J.c.priority.desc(), J.c.position, J.c.job_id)
+        .limit(1)
+    )
+    head = eligible.where(J.c.resource == _P("resource"))
+    head_skip_locked = head.with_for_update(skip_locked=True)
+    start_job = (
+        sa.update(J)
+        .where(J.c.job_id == _P("b_job_id"), J.c.status == _QUEUED)
+        .values(status=_RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
+        .returning(*J.c)
+    )
+    insert_run = sa.insert(R).returning(*R.c)
+    start_group = (
+        sa.update(G)
+        .where(G.c.group_id == _P("b_group_id"), G.c.status == JobGroupStatus.QUEUED.value)
+        .values(status=JobGroupStatus.RUNNING.value, started_at=_P("b_now"))
+    )
+    finish_run = (
+        sa.update(R)
+        .where(R.c.run_id == _P("b_run_id"), R.c.status == JobRunStatus.RUNNING.value)
+        .values(
+            status=_P("b_status"),
+            finished_at=_P("b_now"),
+            exit_code=_P("b_exit_code"),
+            error=_P("b_error"),
+            artifacts=_P("b_artifacts", type_=R.c.artifacts.type),
+            log_path=_P("b_log_path"),
+            flow_run_id=_P("b_flow_run_id"),
+        )
+        .returning(*R.c)
+    )
+    finish_job = (
+        sa.update(J)
+        .where(J.c.job_id == _P("b_job_id"), J.c.status == _RUNNING)
+        .values(status=_P("b_status"), finished_at=_P("b_now"))
+        .returning(*J.c)
+    )
+
+
+# PostgreSQL advisory lock: claims hold it shared, reservations and direct starts
+# exclusively, so a reservation never races a claim that has not committed yet.
+_DISPATCH_LOCK_KEY = 0x5C4ED
+
+TerminalHook = Callable[[Connection, Job, JobRun], None]
+GroupHook = Callable[[Connection, JobGroup], None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated request for a new job row."""
+
+    job_type: str
+    params: dict[str, Any]
+    resource: str
+    priority: int = 0
+    max_retries: int = 3
+    origin: JobOrigin = JobOrigin.QUEUE
+    position: int | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    job: Job
+    run: JobRun
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an execution ended, as the executor reports it."""
+
+    status: JobRunStatus
+    error: str | None = None
+    exit_code: int | None = None
+    artifacts: list[str] = field(default_factory=list)
+    log_path: str | None = None
+    flow_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    job: Job
+    run: JobRun
+    retry: Job | None
+    group: JobGroup | None
+
+
+def _job(row: Row[Any]) -> Job:
+    return Job.model_validate(row._mapping)
+
+
+def _run(row: Row[Any]) -> JobRun:
+    return JobRun.model_validate(row._mapping)
+
+
+def _group(row: Row[Any]) -> JobGroup:
+    return JobGroup.model_validate(row._mapping)
+
+
+def _union_of_heads(n: int) -> sa.CompoundSelect:
+    """SQLite: the head of each of n resources in one statement, best first."""
+    parts = [
+        sa.select(_Hot.eligible.where(J.c.resource == _P(f"r{i}")).subquery(f"h{i}").c)
+        for i in range(n)
+    ]
+    union = sa.union_all(*parts)
+    return union.order_by(
+        union.selected_columns.priority.desc(),
+        union.selected_columns.position,
+        union.selected_columns.job_id,
+    ).limit(1)
+
+
+class PositionClock:
+    """Positions are microseconds since the epoch, strictly increasing in this process.
+
+    FIFO inside a priority across processes follows the wall clock; a retry keeps its
+    original's position so it does not lose its place.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int = 1) -> int:
+        with self._lock:
+            first = max(time.time_ns() // 1000, self._last + 1)
+            self._last = first + n - 1
+            return first
+
+
+class Store:
+    def __init__(self, *, dialect: str, retry_policy: RetryPolicy) -> None:
+        self.is_postgres = dialect == "postgresql"
+        self.retry_policy = retry_policy
+        self.positions = PositionClock()
+        self.terminal_hooks: list[TerminalHook] = []
+        self.group_hooks: list[GroupHook] = []
+        self._known_resources: set[str] = set()
+        self._union_heads: dict[tuple[str, ...], sa.CompoundSelect] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
+
+    def _dispatch_lock(self, conn: Connection, *, exclusive: bool) -> None:
+        if self.is_postgres:
+            fn = (
+                sa.func.pg_advisory_xact_lock if exclusive else sa.func.pg_advisory_xact_lock_shared
+            )
+            conn.execute(sa.select(fn(_DISPATCH_LOCK_KEY)))
+
+    def ensure_resources(self, conn: Connection, names: Iterable[str]) -> None:
+        missing = set(names) - self._known_resources
+        if missing:
+            stmt = self._insert(RC).on_conflict_do_nothing(index_elements=["name"])
+            conn.execute(stmt, [{"name": n, "limit": None} for n in sorted(missing)])
+            self._known_resources |= missing
+
+    def forget_resources(self) -> None:
+        self._known_resources.clear()
+
+    def set_resource_limit(self, conn: Connection, name: str, limit: int | None) -> None:
+        self.ensure_resources(conn, [name])
+        conn.execute(sa.update(RC).where(RC.c.name == name).values(limit=limit))
+
+    def resource_limits(self, conn: Connection) -> dict[str, int | None]:
+        return {r.name: r.limit for r in conn.execute(_Hot.limits)}
+
+    def insert_jobs(
+        self,
+        conn: Connection,
+        specs: Sequence[JobSpec],
+        *,
+        group_id: int | None = None,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        now = now or utcnow()
+        self.ensure_resources(conn, {s.resource for s in specs})
+        first = self.positions.take(len(specs))
+        rows = [
+            {
+                "job_type": s.job_type,
+                "params": s.params,
+                "priority": s.priority,
+                "position": s.position if s.position is not None else first + i,
+                "status": JobStatus.QUEUED.value,
+                "resource": s.resource,
+                "held": group_id is not None and i > 0,
+                "group_id": group_id,
+                "sequence": i if group_id is not None else None,
+                "attempt": 1,
+                "max_retries": s.max_retries,
+                "not_before": s.not_before,
+                "origin": s.origin.value,
+                "created_at": now,
+                "queued_at": now,
+            }
+            for i, s in enumerate(specs)
+        ]
+        stmt = sa.insert(J).returning(*J.c, sort_by_parameter_order=True)
+        return [_job(r) for r in conn.execute(stmt, rows)]
+
+    def get_job(self, conn: Connection, job_id: int) -> Job:
+        row = conn.execute(sa.select(J).where(J.c.job_id == job_id)).first()
+        if row is None:
+            raise JobNotFoundError(f"job {job_id} does not exist")
+        return _job(row)
+
+    def list_jobs(
+        self,
+        conn: Connection,
+        *,
+        statuses: Sequence[JobStatus] | None = None,
+        job_type: str | None = None,
+        group_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        stmt = sa.select(J)
+        if statuses:
+            stmt = stmt.where(J.c.status.in_([s.value for s in statuses]))
+        if job_type:
+            stmt = stmt.where(J.c.job_type == job_type)
+        if group_id is not None:
+            stmt = stmt.where(J.c.group_id == group_id)
+        stmt = stmt.order_by(J.c.job_id)
+        if limit:
+            stmt = stmt.limit(limit)
+        return [_job(r) for r in conn.execute(stmt)]
+
+    def queued_in_dispatch_order(self, conn: Connection) -> list[Job]:
+        stmt = (
+            sa.select(J)
+            .where(J.c.status == JobStatus.QUEUED.value)
+            .order_by(J.c.priority.desc(), J.c.position, J.c.job_id)
+        )
+        return [_job(r) for r in conn.execute(stmt)]
+
+    def update_params(self, conn: Connection, job_id: int, params: dict[str, Any]) -> Job:
+        stmt = (
+            sa.update(J)
+            .where(J.c.job_id == job_id, J.c.status == JobStatus.QUEUED.value)
+            .values(params=params)
+            .returning(*J.c)
+        )
+        row = conn.execute(stmt).first()
+        if row is None:
+            job = self.get_job(conn, job_id)
+            raise ParamsImmutableError(
+                f"job {job_id} is {job.status.value}: params can only change while QUEUED (INV-001)"
+            )
+        return _job(row)
+
+    def cancel_job(self, conn: Connection, job_id: int, *, now: datetime) -> Job:
+        stmt = (
+            sa.update(J)
+            .where(J.c.job_id == job_id, J.c.status == JobStatus.QUEUED.value)
+            .values(status=JobStatus.CANCELLED.value, finished_at=now)
+            .returning(*J.c)
+        )
+        row = conn.execute(stmt).first()
+        if row is None:
+            job = self.get_job(conn, job_id)
+            hint = (
+                "running work is never preempted; wait for it to finish"
+                if job.status == JobStatus.RUNNING
+                else "it has already ended"
+            )
+            raise JobNotCancellableError(
+                f"job {job_id} is {job.status.value} and cannot be cancelled: {hint}"
+            )
+        job = _job(row)
+        if job.group_id is not None and not job.held:
+            self._advance_group(conn, job, retry=None, now=now)
+        elif job.group_id is not None:
+            self._finalize_group_if_done(conn, job.group_id, now=now)
+        return job
+
+    # ------------------------------------------------------------------ dispatch
+
+    def active_reservations(self, conn: Connection, *, now: datetime) -> list[Reservation]:
+        stmt = (
+            sa.select(RES)
+            .where(RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > now)
+            .order_by(RES.c.reservation_id)
+        )
+        return [Reservation.model_validate(r._mapping) for r in conn.execute(stmt)]
+
+    def _has_active_reservation(self, conn: Connection, now: datetime) -> bool:
+        return conn.execute(_Hot.has_reservation, {"now": now}).first() is not None
+
+    def _running_counts(self, conn: Connection, resources: Iterable[str]) -> dict[str, int]:
+        names = list(resources)
+        if not names:
+            return {}
+        return {r: n for r, n in conn.execute(_Hot.running_counts, {"names": names}).all()}
+
+    def _head(
+        self, conn: Connection, resource: str, job_types: Sequence[str], now: datetime
+    ) -> Row[Any] | None:
+        stmt = _Hot.head_skip_locked if self.is_postgres else _Hot.head
+        params = {"resource": resource, "types": list(job_types), "now": now}
+        return conn.execute(stmt, params).first()
+
+    def _resource_is_full(self, conn: Connection, resource: str, limit: int) -> bool:
+        if self.is_postgres:
+            # Serialise claims of a capped resource across processes.
+            conn.execute(sa.select(RC.c.name).where(RC.c.name == resource).with_for_update())
+        return self._running_counts(conn, [resource]).get(resource, 0) >= limit
+
+    def claim_next(
+        self, conn: Connection, *, worker_id: str, job_types: Sequence[str], now: datetime
+    ) -> Claim | None:
+        """Claim the next eligible job for this worker, or None when nothing may run."""
+        if not job_types:
+            return None
+        self._dispatch_lock(conn, exclusive=False)
+        state = conn.execute(_Hot.dispatch_state, {"now": now}).all()
+        if not state or state[0].reserved:
+            return None
+        capped = {r.name: r.limit for r in state if r.limit is not None}
+        excluded = {r.name for r in state if r.limit is not None and r.running >= r.limit}
+        while True:
+            names = tuple(r.name for r in state if r.name not in excluded)
+            best = self._best_head(conn, names, job_types, now)
+            if best is None:
+                return None
+            limit = capped.get(best.resource)
+            if (
+                limit is not None
+                and self.is_postgres
+                and self._resource_is_full(conn, best.resource, limit)
+            ):
+                excluded.add(best.resource)
+                continue
+            return self._start(conn, best.job_id, worker_id=worker_id, now=now)
+
+    def _best_head(
+        self, conn: Connection, resources: tuple[str, ...], job_types: Sequence[str], now: datetime
+    ) -> Row[Any] | None:
+        """The first job in dispatch order among the heads of each resource's queue."""
+        if not resources:
+            return None
+        if self.is_postgres:
+            heads = [h for r in resources if (h := self._head(conn, r, job_types, now))]
+            return min(heads, key=lambda r: (-r.priority, r.position, r.job_id), default=None)
+        stmt = self._union_heads.get(resources)
+        if stmt is None:
+            stmt = self._union_heads[resources] = _union_of_heads(len(resources))
+        params: dict[str, Any] = {"types": list(job_types), "now": now}
+        params.update({f"r{i}": name for i, name in enumerate(resources)})
+        return conn.execute(stmt, params).first()
+
+    def _start(self, conn: Connection, job_id: int, *, worker_id: str, now: datetime) -> Claim:
+        row = conn.execute(
+            _Hot.start_job, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
+        ).first()
+        if row is None:
+            raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
+        job = _job(row)
+        run_row = conn.execute(
+            _Hot.insert_run,
+            {
+                "job_id": job_id,
+                "status": JobRunStatus.RUNNING.value,
+                "started_at": now,
+                "worker_id": worker_id,
+                "params_snapshot": job.params,
+                "artifacts": [],
+            },
+        ).one()
+        if job.group_id is not None:
+            conn.execute(_Hot.start_group, {"b_group_id": job.group_id, "b_now": now})
+        return Claim(job=job, run=_run(run_row))
+
+    def claim_direct(
+        self,
+        conn: Connection,
+        spec: JobSpec,
+        *,
+        reservation_id: int,
+        worker_id: str,
+        heartbeat_timeout: float,
+        now: datetime,
+    ) -> Claim | None:
+        """Start a direct job if its reservation is first in line and a slot is free."""
+        self._dispatch_lock(conn, exclusive=True)
+        active = self.active_reservations(conn, now=now)
+        if not any(r.reservation_id == reservation_id for r in active):
+            raise ReservationNotFoundError(
+                f"reservation {reservation_id} is not active (released or expired)"
+            )
+        if active[0].reservation_id != reservation_id:
+            return None
+        running = conn.execute(
+            sa.select(sa.func.count()).where(J.c.status == JobStatus.RUNNING.value)
+        ).scalar_one()
+        if running >= self.capacity(conn, now=now, heartbeat_timeout=heartbeat_timeout):
+            return None
+        limit = self.resource_limits(conn).get(spec.resource)
+        if limit is not None and self._resource_is_full(conn, spec.resource, limit):
+            return None
+        (job,) = self.insert_jobs(conn, [spec], now=now)
+        claim = self._start(conn, job.job_id or 0, worker_id=worker_id, now=now)
+        conn.execute(
+            sa.update(RES)
+            .where(RES.c.reservation_id == reservation_id)
+            .values(job_id=claim.job.job_id)
+        )
+        return claim
+
+    def capacity(self, conn: Connection, *, now: datetime, heartbeat_timeout: float) -> int:
+        """Slots of live workers; at least one, so a lone caller can always run."""
+        fresh = now - timedelta(seconds=heartbeat_timeout)
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(W.c.slots), 0)).where(
+                W.c.status == WorkerStatus.RUNNING.value, W.c.heartbeat_at >= fresh
+            )
+        ).scalar_one()
+        return max(1, int(total))
+
+    # ------------------------------------------------------------------ finishing
+
+    def finish(self, conn: Connection, claim: Claim, outcome: Outcome, *, now: datetime) -> Finish:
+        """Close a RUNNING run and its job, then apply the retry and group rules."""
+        job_status = JobStatus(outcome.status.value)
+        run_row = conn.execute(
+            _Hot.finish_run,
+            {
+                "b_run_id": claim.run.run_id,
+                "b_status": outcome.status.value,
+                "b_now": now,
+                "b_exit_code": outcome.exit_code,
+                "b_error": outcome.error,
+                "b_artifacts": list(outcome.artifacts),
+                "b_log_path": outcome.log_path,
+                "b_flow_run_id": outcome.flow_run_id,
+            },
+        ).first()
+        job_row = conn.execute(
+            _Hot.finish_job,
+            {"b_job_id": claim.job.job_id, "b_status": job_status.value, "b_now": now},
+        ).first()
+        if run_row is None or job_row is None:
+            raise StaleStateError(
+                f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
+                "it was finished elsewhere (recovered as crashed?)"
+            )
+        job, run = _job(job_row), _run(run_row)
+        group = self._get_group_row(conn, job.group_id) if job.group_id is not None else None
+        retry = None
+        if job_status == JobStatus.FAILED and not (group and group.cancel_requested):
+            retry = self._create_retry(conn, job, now=now)
+        self._emit_terminal(conn, job, run)
+        if group is not None:
+            group = self._advance_group(conn, job, retry=retry, now=now)
+        return Finish(job=job, run=run, retry=retry, group=group)
+
+    def _create_retry(self, conn: Connection, job: Job, *, now: datetime) -> Job | None:
+        not_before = self.retry_policy.next_run_at(
+            attempt=job.attempt, max_retries=job.max_retries, now=now
+        )
+        if not_before is None:
+            return None
+        return self.insert_linked_job(conn, job, not_before=not_before, now=now)
+
+    def insert_linked_job(
+        self,
+        conn: Connection,
+        original: Job,
+        *,
+        not_before: datetime | None,
+        now: datetime,
+        keep_group: bool = True,
+    ) -> Job:
+        """A retry of `original`: same type, params, priority and place in line."""
+        row = conn.execute(
+            sa.insert(J)
+            .values(
+                job_type=original.job_type,
+                params=original.params,
+                priority=original.priority,
+                position=original.position,
+                status=JobStatus.QUEUED.value,
+                resource=original.resource,
+                held=False,
+                group_id=original.group_id if keep_group else None,
+                sequence=original.sequence if keep_group else None,
+                retry_of=original.job_id,
+                attempt=original.attempt + 1,
+                max_retries=original.max_retries,
+                not_before=not_before,
+                origin=JobOrigin.QUEUE.value,
+                created_at=now,
+                queued_at=now,
+            )
+            .returning(*J.c)
+        ).one()
+        return _job(row)
+
+    def _emit_terminal(self, conn: Connection, job: Job, run: JobRun) -> None:
+        for hook in self.terminal_hooks:
+            hook(conn, job, run)
+
+    # ------------------------------------------------------------------ groups
+
+    def insert_group(
+        self, conn: Connection, *, name: str, specs: Sequence[JobSpec], now: datetime
+    ) -> tuple[JobGroup, list[Job]]:
+        origin = specs[0].origin if specs else JobOrigin.QUEUE
+        row = conn.execute(
+            sa.insert(G)
+            .values(
+                name=name,
+                status=JobGroupStatus.QUEUED.value,
+                size=len(specs),
+                cancel_requested=False,
+                origin=origin.value,
+                created_at=now,
+            )
+            .returning(*G.c)
+        ).one()
+        group = _group(row)
+        jobs = self.insert_jobs(conn, specs, group_id=group.group_id, now=now)
+        return group, jobs
+
+    def _get_group_row(self, conn: Connection, group_id: int) -> JobGroup:
+        row = conn.execute(sa.select(G).where(G.c.group_id == group_id)).first()
+        if row is None:
+            raise GroupNotFoundError(f"job group {group_id} does not exist")
+        return _group(row)
+
+    def get_group(self, conn: Connection, group_id: int) -> JobGroup:
+        return self._get_group_row(conn, group_id)
+
+    def _advance_group(
+        self, conn: Connection, job: Job, *, retry: Job | None, now: datetime
+    ) -> JobGroup:
+        """After a member ended: wait for its retry, release the next member, or skip the rest."""
+        assert job.group_id is not None and job.sequence is not None
+        group = self._get_group_row(conn, job.group_id)
+        if retry is not None or group.status.is_terminal:
+            return group
+        if job.status == JobStatus.FAILED and not group.cancel_requested:
+            self._skip_rest(conn, job, now=now)
+        elif not group.cancel_requested:
+            nxt = conn.execute(
+                sa.select(J.c.job_id)
+                .where(
+                    J.c.group_id == job.group_id,
+                    J.c.status == JobStatus.QUEUED.value,
+                    J.c.sequence > job.sequence,
+                )
+                .order_by(J.c.sequence, J.c.job_id)
+                .limit(1)
+            ).scalar()
+            if nxt is not None:
+                conn.execute(sa.update(J).where(J.c.job_id == nxt).values(held=False))
+                return group
+        return self._finalize_group_if_done(conn, job.group_id, now=now)
+
+    def _skip_rest(self, conn: Connection, failed: Job, *, now: datetime) -> None:
+        rows = conn.execute(
+            sa.update(J)
+            .where(
+                J.c.group_id == failed.group_id,
+                J.c.status == JobStatus.QUEUED.value,
+                J.c.sequence > failed.sequence,
+            )
+            .values(status=JobStatus.SKIPPED.value, held=False, finished_at=now)
+            .returning(*J.c)
+        ).all()
+        error = (
+            f"skipped: predecessor job {failed.job_id} (sequence {failed.sequence}) "
+            "failed and its retries are exhausted"
+        )
+        for row in sorted(rows, key=lambda r: (r.sequence, r.job_id)):
+            skipped = _job(row)
+            run_row = conn.execute(
+                sa.insert(R)
+                .values(
+                    job_id=skipped.job_id,
+                    status=JobRunStatus.SKIPPED.value,
+                    started_at=None,
+                    finished_at=now,
+                    error=error,
+                    artifacts=[],
+                    params_snapshot=skipped.params,
+                )
+                .returning(*R.c)
+            ).one()
+            self._emit_terminal(conn, skipped, _run(run_row))
+
+    def _finalize_group_if_done(
+        self, conn: Connection, group_id: int, *, now: datetime
+    ) -> JobGroup:
+        """Write the group's terminal status once every member is terminal, never before."""
+        group = self._get_group_row(conn, group_id)
+        members = conn.execute(
+            sa.select(J.c.sequence, J.c.status).where(J.c.group_id == group_id)
+        ).all()
+        if group.status.is_terminal or any(
+            JobStatus(s) not in TERMINAL_JOB_STATUSES for _, s in members
+        ):
+            return group
+        status = self._group_outcome(group, members)
+        row = conn.execute(
+            sa.update(G)
+            .where(G.c.group_id == group_id, G.c.status.in_(["QUEUED", "RUNNING"]))
+            .values(status=status.value, finished_at=now)
+            .returning(*G.c)
+        ).one()
+        group = _group(row)
+        for hook in self.group_hooks:
+            hook(conn, group)
+        return group
+
+    @staticmethod
+    def _group_outcome(group: JobGroup, members: Sequence[Row[Any]]) -> JobGroupStatus:
+        by_sequence: dict[int, set[JobStatus]] = {}
+        for sequence, status in members:
+            by_sequence.setdefault(sequence, set()).add(JobStatus(status))
+        completed = [JobStatus.COMPLETED in s for s in by_sequence.values()]
+        if group.cancel_requested:
+            return JobGroupStatus.CANCELLED
+        if all(completed):
+            return JobGroupStatus.COMPLETED
+        if any(completed):
+            return JobGroupStatus.PARTIAL
+        if all(s == {JobStatus.CANCELLED} for s in by_sequence.values()):
+            return JobGroupStatus.CANCELLED
+        return JobGroupStatus.FAILED
+
+    def cancel_group(self, conn: Connection, group_id: int, *, now: datetime) -> JobGroup:
+        group = self._get_group_row(conn, group_id)
+        if group.status.is_terminal:
+            return group
+        conn.execute(
+            sa.update(J)
+            .where(J.c.group_id == group_id, J.c.status == JobStatus.QUEUED.value)
+            .values(status=JobStatus.CANCELLED.value, finished_at=now)
+        )
+        conn.execute(sa.update(G).where(G.c.group_id == group_id).values(cancel_requested=True))
+        return self._finalize_group_if_done(conn, group_id, now=now)
+
+    # ------------------------------------------------------------------ runs
+
+    def get_run(self, conn: Connection, run_id: int) -> JobRun | None:
+        row = conn.execute(sa.select(R).where(R.c.run_id == run_id)).first()
+        return _run(row) if row else None
+
+    def get_run_for_job(self, conn: Connection, job_id: int) -> JobRun | None:
+        row = conn.execute(sa.select(R).where(R.c.job_id == job_id)).first()
+        return _run(row) if row else None
+
+    def retry_chain(self, conn: Connection, job_id: int) -> list[Job]:
+        """Every job linked to `job_id` by retry_of, oldest first."""
+        root = self.get_job(conn, job_id)
+        while root.retry_of is not None:
+            root = self.get_job(conn, root.retry_of)
+        chain = [root]
+        while True:
+            row = conn.execute(
+                sa.select(J).where(J.c.retry_of == chain[-1].job_id).order_by(J.c.job_id).limit(1)
+            ).first()
+            if row is None:
+                return chain
+            chain.append(_job(row))
+
+    # ------------------------------------------------------------------ reservations
+
+    def insert_reservation(
+        self, conn: Connection, *, reserved_by: str, worker_id: str, ttl: float, now: datetime
+    ) -> Reservation:
+        self._dispatch_lock(conn, exclusive=True)
+        row = conn.execute(
+            sa.insert(RES)
+            .values(
+                reserved_by=reserved_by,
+                worker_id=worker_id,
+                status=ReservationStatus.ACTIVE.value,
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl),
+            )
+            .returning(*RES.c)
+        ).one()
+        return Reservation.model_validate(row._mapping)
+
+    def release_reservation(self, conn: Connection, reservation_id: int, *, now: datetime) -> bool:
+        found = conn.execute(
+            sa.select(RES.c.status).where(RES.c.reservation_id == reservation_id)
+        ).first()
+        if found is None:
+            raise ReservationNotFoundError(f"reservation {reservation_id} does not exist")
+        result = conn.execute(
+            sa.update(RES)
+            .where(
+                RES.c.reservation_id == reservation_id,
+                RES.c.status == ReservationStatus.ACTIVE.value,
+            )
+            .values(status=ReservationStatus.RELEASED.value, released_at=now)
+        )
+        return result.rowcount == 1
+
+    def extend_reservations(
+        self, conn: Connection, *, worker_id: str, ttl: float, now: datetime
+    ) -> None:
+        conn.execute(
+            sa.update(RES)
+            .where(
+                RES.c.worker_id == worker_id,
+                RES.c.status == ReservationStatus.ACTIVE.value,
+                RES.c.expires_at > now,
+            )
+            .values(expires_at=now + timedelta(seconds=ttl))
+        )
+
+    def release_reservations_of(
+        self, conn: Connection, worker_ids: Sequence[str], *, now: datetime
+    ) -> int:
+        result = conn.execute(
+            sa.update(RES)
+            .where(
+                RES.c.worker_id.in_(worker_ids),
+                RES.c.status == ReservationStatus.ACTIVE.value,
+            )
+            .values(status=ReservationStatus.RELEASED.value, released_at=now)
+        )
+        return result.rowcount
+
+    # ------------------------------------------------------------------ workers
+
+    def upsert_worker(self, conn: Connection, worker: Worker) -> None:
+        values = worker.model_dump()
+        stmt = self._insert(W).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["worker_id"],
+            set_={k: stmt.excluded[k] for k in ("slots", "status", "heartbeat_at", "stopped_at")},
+        )
+        conn.execute(stmt)
+
+    def heartbeat(self, conn: Connection, worker_id: str, *, now: datetime) -> None:
+        conn.execute(
+            sa.update(W)
+            .where(W.c.worker_id == worker_id, W.c.status == WorkerStatus.RUNNING.value)
+            .values(heartbeat_at=now)
+        )
+
+    def set_worker_status(
+        self, conn: Connection, worker_id: str, status: WorkerStatus, *, now: datetime
+    ) -> None:
+        conn.execute(
+            sa.update(W)
+            .where(W.c.worker_id == worker_id)
+            .values(status=status.value, stopped_at=now)
+        )
+
+    def set_worker_slots(self, conn: Connection, worker_id: str, slots: int) -> None:
+        conn.execute(sa.update(W).where(W.c.worker_id == worker_id).values(slots=slots))
+
+    def list_workers(self, conn: Connection) -> list[Worker]:
+        return [
+            Worker.model_validate(r._mapping)
+            for r in conn.execute(sa.select(W).order_by(W.c.started_at))
+        ]
+
+    def running_claims_by_worker(self, conn: Connection) -> dict[str | None, list[Claim]]:
+        rows = conn.execute(
+            sa.select(J, R.c.run_id)
+            .join(R, R.c.job_id == J.c.job_id, isouter=True)
+            .where(J.c.status == JobStatus.RUNNING.value)
+        ).all()
+        out: dict[str | None, list[Claim]] = {}
+        for row in rows:
+            data = row._asdict()
+            run_id = data.pop("run_id")
+            job = Job.model_validate(data)
+            run = self.get_run(conn, run_id) if run_id is not None else None
+            if run is not None:
+                out.setdefault(job.worker_id, []).append(Claim(job=job, run=run))
+        return out

@@ -1,0 +1,108 @@
+"""The background loop: N slots, claims when a slot frees (event-driven), drains on stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from scheduler_core.errors import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from scheduler_core.service import SchedulerService
+    from scheduler_core.store import Claim
+
+log = logging.getLogger("scheduler_core.worker")
+
+
+class WorkerLoop:
+    """Owns threads only; every state change goes through the service (one code path)."""
+
+    def __init__(self, service: SchedulerService, *, slots: int) -> None:
+        self.service = service
+        self.slots = slots
+        self.running = 0
+        self._lock = threading.Lock()
+        self._draining = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llmsched-job")
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="llmsched-dispatcher", daemon=True
+        )
+        self._recovery = threading.Thread(
+            target=self._recovery_loop, name="llmsched-recovery", daemon=True
+        )
+
+    def start(self) -> None:
+        log.info("action=worker_start worker_id=%s slots=%s", self.service.worker_id, self.slots)
+        self._run_recovery()
+        self._dispatcher.start()
+        self._recovery.start()
+
+    def stop(self, timeout: float) -> bool:
+        """No new dispatch; running jobs finish. True if they all did within `timeout`."""
+        self._draining.set()
+        self.service.signal.notify()
+        with self._idle:
+            drained = self._idle.wait_for(lambda: self.running == 0, timeout=timeout)
+        self._dispatcher.join(timeout=5)
+        self._pool.shutdown(wait=drained)
+        log.info(
+            "action=worker_stop worker_id=%s drained=%s still_running=%s",
+            self.service.worker_id,
+            drained,
+            self.running,
+        )
+        return drained
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.slots - self.running
+
+    def _dispatch_loop(self) -> None:
+        signal = self.service.signal
+        poll = self.service.settings.poll_interval
+        while not self._draining.is_set():
+            seen = signal.version
+            while self._free() > 0 and not self._draining.is_set():
+                claim = self._claim()
+                if claim is None:
+                    break
+                with self._lock:
+                    self.running += 1
+                self._pool.submit(self._execute, claim)
+            signal.wait(seen, poll)
+
+    def _claim(self) -> Claim | None:
+        try:
+            return self.service.claim_next()
+        except DatabaseUnavailableError:
+            log.exception("action=claim_failed worker_id=%s", self.service.worker_id)
+            return None
+
+    def _execute(self, claim: Claim) -> None:
+        try:
+            self.service.execute_claim(claim)
+        except Exception:
+            log.exception(
+                "action=execute_failed job_id=%s run_id=%s", claim.job.job_id, claim.run.run_id
+            )
+        finally:
+            with self._idle:
+                self.running -= 1
+                self._idle.notify_all()
+            self.service.signal.notify()
+
+    def _recovery_loop(self) -> None:
+        interval = self.service.settings.recovery_interval
+        while not self._draining.wait(interval):
+            self._run_recovery()
+
+    def _run_recovery(self) -> None:
+        try:
+            report = self.service.recover()
+            if report.running_jobs_recovered or report.workers_marked_dead:
+                log.warning("action=recovery report=%s", report)
+        except Exception:
+            log.exception("action=recovery_failed worker_id=%s", self.service.worker_id)
