@@ -62,8 +62,12 @@ def _sqlite_engine(url: str) -> Engine:
         )
     else:
         Path(parsed.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        # Transactions always end in commit or rollback, so the pool's reset is redundant.
         engine = sa.create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=10,
+            pool_reset_on_return=None,
         )
 
     @sa.event.listens_for(engine, "connect")
@@ -83,14 +87,18 @@ def _sqlite_engine(url: str) -> Engine:
         # A write transaction takes the lock up front: no deadlock on lock upgrade,
         # and every read inside it sees the state it will write against.
         immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: this runs twice per job, and the statement needs no
+        # parameters or result handling.
+        conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+            "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        )
 
     return engine
 
 
 def create_schema(engine: Engine) -> None:
     """Create missing tables and seed the resource classes; safe to call on every open."""
-    SQLModel.metadata.create_all(engine, tables=_tables())
+    SQLModel.metadata.create_all(engine)
     with engine.connect() as conn, conn.begin():
         version = conn.execute(sa.select(sa.func.max(models.SchemaVersion.version))).scalar()
         if version is None:
@@ -108,21 +116,6 @@ def create_schema(engine: Engine) -> None:
         for name, limit in DEFAULT_RESOURCE_LIMITS.items():
             if name not in existing:
                 conn.execute(sa.insert(models.ResourceClass).values(name=name, limit=limit))
-
-
-def _tables() -> list[sa.Table]:
-    return [
-        m.__table__  # type: ignore[attr-defined]
-        for m in (
-            models.JobGroupRecord,
-            models.JobRecord,
-            models.JobRunRecord,
-            models.ReservationRecord,
-            models.WorkerRecord,
-            models.ResourceClass,
-            models.SchemaVersion,
-        )
-    ]
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -169,6 +162,13 @@ class Database:
         return self._run(fn, write=False)
 
     def _run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        try:  # the common case, without the cost of setting up the retry machinery
+            with self._transaction(write=write) as conn:
+                return fn(conn)
+        except sa.exc.DBAPIError as exc:
+            if not _is_transient(exc):
+                raise
+            log.warning("action=db_retry reason=%s", exc.orig)
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(self.retry_seconds),

@@ -162,8 +162,6 @@ class JobRecord(Job, table=True):
         ),
         sa.Index("ix_job_group_sequence", "group_id", "sequence"),
         sa.Index("ix_job_retry_of", "retry_of"),
-        sa.Index("ix_job_worker", "worker_id", "status"),
-        sa.Index("ix_job_type_status", "job_type", "status"),
     )
 
 
