@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,11 +76,11 @@ def _sqlite_engine(url: str) -> Engine:
         # Driver-level autocommit, so the "begin" hook below decides how transactions start.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if not in_memory:
+        cur.execute("PRAGMA busy_timeout=30000")  # first, so the pragmas below wait too
+        if not in_memory and cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -119,11 +120,16 @@ def create_schema(engine: Engine) -> None:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    text = str(exc.orig).lower()
+    """Locked, busy or dropped: worth running the whole transaction again."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig: BaseException = exc.orig or exc
+        operational = isinstance(exc, sa.exc.OperationalError)
+    else:  # raised by the driver directly (our BEGIN goes straight to it)
+        orig = exc
+        operational = isinstance(exc, sqlite3.OperationalError)
+    text = str(orig).lower()
     transient = (
         "database is locked",
         "database table is locked",
@@ -135,7 +141,7 @@ def _is_transient(exc: BaseException) -> bool:
         "terminating connection",
         "connection is closed",
     )
-    return isinstance(exc, sa.exc.OperationalError) and any(t in text for t in transient)
+    return operational and any(t in text for t in transient)
 
 
 class Database:
@@ -165,10 +171,10 @@ class Database:
         try:  # the common case, without the cost of setting up the retry machinery
             with self._transaction(write=write) as conn:
                 return fn(conn)
-        except sa.exc.DBAPIError as exc:
+        except Exception as exc:
             if not _is_transient(exc):
                 raise
-            log.warning("action=db_retry reason=%s", exc.orig)
+            log.warning("action=db_retry reason=%s", exc)
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(self.retry_seconds),

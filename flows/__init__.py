@@ -1,0 +1,1 @@
+"""Prefect flows and the layers they share, such as the LLM client in `flows.llm`."""

@@ -1,0 +1,30 @@
+"""The LLM layer: one call for Ollama, OpenAI, Anthropic and an offline stand-in, chosen by a
+`provider/model` string, streaming over httpx, failing with `LLMError`s that say what to fix."""
+
+from flows.llm.client import acomplete, complete, resolve_model
+from flows.llm.errors import (
+    AuthenticationError,
+    LLMConnectionError,
+    LLMError,
+    LLMResponseError,
+    LLMTimeoutError,
+    UnknownModelError,
+)
+from flows.llm.models import Completion, Message, ModelSpec, Resource, TokenCallback
+
+__all__ = [
+    "AuthenticationError",
+    "Completion",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMResponseError",
+    "LLMTimeoutError",
+    "Message",
+    "ModelSpec",
+    "Resource",
+    "TokenCallback",
+    "UnknownModelError",
+    "acomplete",
+    "complete",
+    "resolve_model",
+]

@@ -1,0 +1,29 @@
+"""Webhook errors, inside the scheduler's one hierarchy."""
+
+from __future__ import annotations
+
+from scheduler_core.errors import NotFoundError, SchedulerError
+
+
+class WebhookError(SchedulerError):
+    """A webhook operation was refused."""
+
+
+class InvalidWebhookError(WebhookError, ValueError):
+    """A webhook endpoint request is invalid; nothing was written."""
+
+
+class InvalidWebhookUrlError(InvalidWebhookError):
+    """A webhook URL must be an absolute http:// or https:// URL with a host."""
+
+
+class UnknownWebhookEventError(InvalidWebhookError):
+    """The event filter names an event that is never emitted."""
+
+
+class WebhookEndpointNotFoundError(NotFoundError):
+    """No webhook endpoint with this id."""
+
+
+class WebhookDeliveryNotFoundError(NotFoundError):
+    """No webhook delivery with this id."""

@@ -1,0 +1,110 @@
+"""The request flow every protocol shares; a `Wire` supplies only its own shapes."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from tests.llm_server.replies import Reply, is_missing
+from tests.llm_server.state import ServerState
+
+
+@dataclass(frozen=True)
+class Chat:
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    as_json: bool
+    body: dict[str, Any]
+
+
+class Wire(ABC):
+    protocol: str
+    media_type: str
+
+    @abstractmethod
+    def parse(self, body: dict[str, Any]) -> Chat: ...
+
+    def refuse(self, request: Request, chat: Chat) -> Response | None:
+        """The protocol's own rejection (missing key, invalid body), if any."""
+        return None
+
+    @abstractmethod
+    def failure(self, status: int) -> Response: ...
+
+    @abstractmethod
+    def not_found(self, model: str) -> Response: ...
+
+    @abstractmethod
+    def whole(self, chat: Chat, reply: Reply, text: str) -> dict[str, Any]: ...
+
+    def opening(self, chat: Chat, reply: Reply) -> list[str]:
+        """Events sent before the first piece of text."""
+        return []
+
+    @abstractmethod
+    def piece(self, chat: Chat, text: str) -> str: ...
+
+    @abstractmethod
+    def closing(self, chat: Chat, reply: Reply) -> list[str]:
+        """Events that end a complete stream."""
+
+    @abstractmethod
+    def stream_error(self) -> str:
+        """The event a server sends when it fails after the stream began."""
+
+
+def chat_endpoint(wire: Wire) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        state: ServerState = request.app.state.fake
+        chat = wire.parse(await request.json())
+        state.record(
+            protocol=wire.protocol, model=chat.model, stream=chat.stream, json=chat.as_json
+        )
+        if refusal := wire.refuse(request, chat):
+            return refusal
+        if status := state.take_failure():
+            return wire.failure(status)
+        if is_missing(chat.model):
+            return wire.not_found(chat.model)
+        reply = Reply.for_request(chat.model, chat.messages, as_json=chat.as_json)
+        await state.released()
+        if not chat.stream:
+            return JSONResponse(wire.whole(chat, reply, await reply.whole(state)))
+        return StreamingResponse(_stream(wire, chat, reply, state), media_type=wire.media_type)
+
+    return endpoint
+
+
+async def _stream(wire: Wire, chat: Chat, reply: Reply, state: ServerState) -> AsyncIterator[str]:
+    for event in wire.opening(chat, reply):
+        yield event
+    async for text in reply.pieces(state):
+        yield wire.piece(chat, text)
+    if reply.ending == "error":
+        yield wire.stream_error()
+    elif reply.ending == "complete":
+        for event in wire.closing(chat, reply):
+            yield event
+
+
+def text_of(content: Any) -> str:
+    """Content may be a string or a list of typed blocks; the reply only needs the text."""
+    if isinstance(content, list):
+        return "\n".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
+    return str(content or "")
+
+
+def sse(data: dict[str, Any] | str, *, event: str | None = None) -> str:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
+
+
+def ndjson(data: dict[str, Any]) -> str:
+    return json.dumps(data) + "\n"

@@ -1,0 +1,87 @@
+"""The database layer: schema on first open, a locked database is waited out, bad URLs."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from scheduler_core import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    JobStatus,
+    SchedulerService,
+)
+from scheduler_core.database import normalise_url
+
+
+def test_schema_is_created_on_first_open_and_reopen_keeps_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'jobs.db'}"
+    with SchedulerService.open(url) as svc:
+        svc.register("noop", lambda p: None)
+        job = svc.enqueue_job("noop", {"x": 1})
+    with SchedulerService.open(url) as svc:
+        assert svc.get_job(job.job_id).params == {"x": 1}
+        assert svc.resource_limits()["ollama"] == 1
+    mode = sqlite3.connect(tmp_path / "nested" / "dir" / "jobs.db").execute("PRAGMA journal_mode")
+    assert mode.fetchone()[0] == "wal"
+
+
+def test_a_locked_sqlite_database_is_retried_not_reported_as_a_job_failure(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    with SchedulerService.open(f"sqlite:///{path}", retry_backoff_seconds=0) as svc:
+        svc.register("noop", lambda p: None)
+        job = svc.enqueue_job("noop", {})
+        locker = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+        # Shorten SQLite's own busy wait so the scheduler's retry loop is what waits.
+        sa.event.listen(
+            svc.db.engine,
+            "connect",
+            lambda dbapi_conn, _rec: dbapi_conn.execute("PRAGMA busy_timeout=20"),
+        )
+        svc.db.engine.dispose()
+        locker.execute("BEGIN EXCLUSIVE")
+        release = threading.Timer(1.0, lambda: locker.execute("COMMIT"))
+        release.start()
+        done, run = svc.dispatch_one()
+        release.join()
+        assert done.job_id == job.job_id and done.status == JobStatus.COMPLETED
+        assert run.error is None
+
+
+def test_a_database_locked_past_the_retry_window_raises_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    with SchedulerService.open(f"sqlite:///{path}", db_retry_seconds=0.5) as svc:
+        svc.register("noop", lambda p: None)
+        locker = sqlite3.connect(path, isolation_level=None, timeout=0)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+
+            @sa.event.listens_for(svc.db.engine, "connect")
+            def short_busy(dbapi_conn, _rec) -> None:  # type: ignore[no-untyped-def]
+                dbapi_conn.execute("PRAGMA busy_timeout=20")
+
+            svc.db.engine.dispose()
+            with pytest.raises(DatabaseUnavailableError, match="database unavailable"):
+                svc.enqueue_job("noop", {})
+        finally:
+            locker.execute("COMMIT")
+        assert svc.list_jobs() == []
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "jobs.db", "redis://localhost"])
+def test_unsupported_database_url_is_refused_with_a_hint(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="sqlite:///"):
+        normalise_url(url)
+
+
+def test_postgres_urls_are_normalised_to_psycopg() -> None:
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
