@@ -45,7 +45,7 @@ def raw_sqlite_pairs_per_second(path: Path, *, queued: int, measure: int) -> flo
 
 
 def dispatch_one_per_second(path: Path, *, queued: int, measure: int) -> float:
-    svc = SchedulerService.open(f"sqlite:///{path}", retry_backoff_seconds=0)
+    svc = SchedulerService.open(f"sqlite:///{path}", retry_backoff_seconds=0, home=path.parent)
     svc.register("noop", lambda params: None)
     total = queued + measure  # the queue never drops below `queued` while measuring
     for first in range(0, total, BATCH):

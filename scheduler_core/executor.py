@@ -1,33 +1,49 @@
-"""The executor seam: how a claimed job's handler is run and its outcome recorded.
+"""The executor seam: how a claimed job's handler is run and its outcome reported.
 
 The default executor calls the registered Python callable in the calling thread.
-Other executors (Prefect flow runs) implement the same `Executor` protocol.
+Other executors (Prefect flow runs, in `flows.executor`) implement the same
+`Executor` protocol and reuse `run_log` and `outcome_from_result`.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scheduler_core.models import Job, JobRun
 from scheduler_core.registry import JobType
 from scheduler_core.statuses import JobRunStatus
 from scheduler_core.store import Outcome
 
-log = logging.getLogger("scheduler_core.executor")
+if TYPE_CHECKING:
+    from scheduler_core.service import SchedulerService
+
+RUN_LOGGER = "llmsched.run"
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass(slots=True)
 class ExecutionContext:
-    """What a handler may know about the run it executes; it may set log_path/flow_run_id."""
+    """What a handler may know about the run it executes."""
 
     job: Job
     run: JobRun
-    log_path: str | None = None
-    flow_run_id: str | None = None
+    service: SchedulerService | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> str | None:
+        return self.run.log_path
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """Lines logged here land in this run's log file."""
+        return RunLog(self)
 
 
 class Executor(Protocol):
@@ -38,50 +54,143 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def outcome_from_result(result: object, ctx: ExecutionContext) -> Outcome:
+def failed(error: str, *, exit_code: int = 1) -> Outcome:
+    return Outcome(status=JobRunStatus.FAILED, error=error, exit_code=exit_code)
+
+
+def outcome_from_result(result: object) -> Outcome:
     """Turn a handler's return value into an Outcome; a wrong type fails the run."""
     if result is None:
-        artifacts: list[str] = []
-    elif isinstance(result, list | tuple) and all(isinstance(a, str) for a in result):
-        artifacts = list(result)
-    else:
-        return Outcome(
-            status=JobRunStatus.FAILED,
-            error=(
-                f"handler returned {type(result).__name__}; "
-                "expected a list of artifact paths (list[str]) or None"
-            ),
-            exit_code=1,
-            log_path=ctx.log_path,
-            flow_run_id=ctx.flow_run_id,
-        )
-    return Outcome(
-        status=JobRunStatus.COMPLETED,
-        exit_code=0,
-        artifacts=artifacts,
-        log_path=ctx.log_path,
-        flow_run_id=ctx.flow_run_id,
+        return Outcome(status=JobRunStatus.COMPLETED, exit_code=0)
+    if isinstance(result, list | tuple) and all(isinstance(a, str) for a in result):
+        return Outcome(status=JobRunStatus.COMPLETED, exit_code=0, artifacts=list(result))
+    return failed(
+        f"handler returned {type(result).__name__}; "
+        "expected a list of artifact paths (list[str]) or None"
     )
+
+
+class _RunLogRouter(logging.Handler):
+    """One handler for the whole process, routing each record to its run's log file.
+
+    Adding and removing a handler per run would clear the logging module's caches on
+    every job; a route is a dict entry instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.setFormatter(logging.Formatter(_LOG_FORMAT))
+        self._routes: dict[object, Any] = {}
+        self._attached: set[str] = set()
+
+    def attach(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if name not in self._attached:
+                logger = logging.getLogger(name)
+                logger.addHandler(self)
+                if logger.getEffectiveLevel() > logging.INFO:
+                    logger.setLevel(logging.INFO)
+                self._attached.add(name)
+
+    def route(self, key: object, stream: Any) -> None:
+        self._routes[key] = stream
+
+    def unroute(self, key: object) -> None:
+        self._routes.pop(key, None)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = self._routes.get(("run", getattr(record, "run_id", None))) or self._routes.get(
+            ("flow_run", getattr(record, "flow_run_id", None))
+        )
+        if stream is None:
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_router = _RunLogRouter()
+
+
+@contextmanager
+def run_log(
+    ctx: ExecutionContext,
+    *,
+    loggers: tuple[str, ...] = (),
+) -> Iterator[RunLog]:
+    """Write this run's log file: our start/end lines plus every record logged for it.
+
+    Records reach the file when they carry this run's `run_id` (ctx.logger) or, once
+    `RunLog.follow_flow_run` is called, its Prefect `flow_run_id` (run loggers).
+    """
+    _router.attach((RUN_LOGGER, *loggers))
+    log = RunLog(ctx)
+    if ctx.log_path is None:
+        yield log
+        return
+    path = Path(ctx.log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as stream:
+        log.stream = stream
+        _router.route(("run", ctx.run.run_id), stream)
+        try:
+            log.info(
+                "action=start job_id=%s run_id=%s type=%s attempt=%s params=%s",
+                ctx.job.job_id,
+                ctx.run.run_id,
+                ctx.job.job_type,
+                ctx.job.attempt,
+                ctx.job.params,
+            )
+            yield log
+        finally:
+            _router.unroute(("run", ctx.run.run_id))
+            for key in log.followed:
+                _router.unroute(key)
+
+
+class RunLog(logging.LoggerAdapter[logging.Logger]):
+    """The run's logger; `follow_flow_run` adds the Prefect flow run's records to the file."""
+
+    def __init__(self, ctx: ExecutionContext) -> None:
+        super().__init__(
+            logging.getLogger(RUN_LOGGER), {"run_id": ctx.run.run_id, "job_id": ctx.job.job_id}
+        )
+        self.stream: Any = None
+        self.followed: list[object] = []
+
+    def follow_flow_run(self, flow_run_id: str) -> None:
+        if self.stream is not None:
+            key = ("flow_run", flow_run_id)
+            _router.route(key, self.stream)
+            self.followed.append(key)
+
+
+def log_outcome(log: logging.LoggerAdapter[Any], outcome: Outcome) -> None:
+    if outcome.status == JobRunStatus.COMPLETED:
+        log.info("action=finish status=COMPLETED artifacts=%s", outcome.artifacts)
+    else:
+        log.error("action=finish status=%s error=%s", outcome.status.value, outcome.error)
 
 
 class CallableExecutor:
     """Runs `handler(params)` or `handler(params, context)` in the calling thread."""
 
     def execute(self, job_type: JobType, ctx: ExecutionContext) -> Outcome:
-        try:
-            params = dict(ctx.job.params)
-            result = (
-                job_type.handler(params, ctx)
-                if job_type.takes_context
-                else job_type.handler(params)
-            )
-        except Exception as exc:
-            log.debug("action=handler_failed job_id=%s\n%s", ctx.job.job_id, traceback.format_exc())
-            return Outcome(
-                status=JobRunStatus.FAILED,
-                error=describe_error(exc),
-                exit_code=1,
-                log_path=ctx.log_path,
-                flow_run_id=ctx.flow_run_id,
-            )
-        return outcome_from_result(result, ctx)
+        with run_log(ctx) as log:
+            try:
+                params = dict(ctx.job.params)
+                result = (
+                    job_type.handler(params, ctx)
+                    if job_type.takes_context
+                    else job_type.handler(params)
+                )
+            except Exception as exc:
+                log.error("handler raised:\n%s", traceback.format_exc())
+                outcome = failed(describe_error(exc))
+            else:
+                outcome = outcome_from_result(result)
+            log_outcome(log, outcome)
+            return outcome

@@ -190,6 +190,17 @@ class ResourceClass(SQLModel, table=True):
     limit: int | None = Field(default=None)
 
 
+# A lease on an external concurrency limit (Prefect's `ollama`) held by a running job,
+# kept so that crash recovery releases exactly it instead of waiting for it to expire.
+class ConcurrencyLease(SQLModel, table=True):
+    __tablename__ = "concurrency_lease"
+
+    lease_id: str = Field(primary_key=True, sa_type=sa.String(64))
+    run_id: int = Field(foreign_key="job_run.run_id", nullable=False, index=True)
+    name: str = Field(sa_type=sa.String(64), nullable=False)
+    acquired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
 # Schema version, so later releases can migrate in place.
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"

@@ -57,6 +57,7 @@ class SchedulerService:
         self.settings = settings
         self.store = Store(
             dialect=db.engine.dialect.name,
+            log_dir=settings.resolved_log_dir(),
             retry_policy=RetryPolicy(
                 backoff_seconds=settings.retry_backoff_seconds,
                 factor=settings.retry_backoff_factor,
@@ -375,7 +376,7 @@ class SchedulerService:
     def execute_claim(self, claim: Claim) -> Finish:
         """Run a claimed job through the executor and record its end in one transaction."""
         job_type = self.registry.get(claim.job.job_type)
-        ctx = ExecutionContext(job=claim.job, run=claim.run)
+        ctx = ExecutionContext(job=claim.job, run=claim.run, service=self)
         log.info(
             "action=start job_id=%s run_id=%s type=%s attempt=%s resource=%s",
             claim.job.job_id,
@@ -401,6 +402,26 @@ class SchedulerService:
         finally:
             self.signal.notify()
         return finish
+
+    # ------------------------------------------------------------------ execution references
+
+    def attach_flow_run(self, run_id: int, flow_run_id: str) -> None:
+        """Record which Prefect flow run executes a RUNNING job run (once)."""
+        self.db.write(lambda c: self.store.set_flow_run_id(c, run_id, flow_run_id))
+
+    def record_lease(self, run_id: int, *, name: str, lease_id: str) -> None:
+        """Remember an external concurrency lease a run holds, for crash recovery."""
+        self.db.write(
+            lambda c: self.store.record_lease(
+                c, run_id=run_id, name=name, lease_id=lease_id, now=utcnow()
+            )
+        )
+
+    def clear_lease(self, run_id: int, lease_id: str | None = None) -> None:
+        self.db.write(lambda c: self.store.clear_lease(c, run_id=run_id, lease_id=lease_id))
+
+    def leases_of(self, run_id: int) -> list[tuple[str, str]]:
+        return self.db.read(lambda c: self.store.leases_of(c, run_id))
 
     # ------------------------------------------------------------------ direct execution
 
@@ -528,8 +549,6 @@ class SchedulerService:
                         "job was RUNNING"
                     ),
                     exit_code=None,
-                    log_path=claim.run.log_path,
-                    flow_run_id=claim.run.flow_run_id,
                 )
                 try:
                     finish = self._finish(claim, outcome)

@@ -17,6 +17,9 @@ class SchedulerSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///<home>/jobs.db."
     )
+    log_dir: Path | None = Field(
+        default=None, description="Per-run log files; default <home>/logs."
+    )
     max_retries: int = Field(default=3, ge=0, description="Automatic retries per job (DEC-007).")
     retry_backoff_seconds: float = Field(default=10.0, ge=0, description="First retry delay.")
     retry_backoff_factor: float = Field(default=2.0, ge=1, description="Backoff multiplier.")
@@ -43,6 +46,9 @@ class SchedulerSettings(BaseSettings):
 
     def resolved_home(self) -> Path:
         return self.home.expanduser()
+
+    def resolved_log_dir(self) -> Path:
+        return (self.log_dir or self.resolved_home() / "logs").expanduser()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from scheduler_core.errors import (
     StaleStateError,
 )
 from scheduler_core.models import (
+    ConcurrencyLease,
     Job,
     JobGroup,
     JobGroupRecord,
@@ -59,6 +61,7 @@ G: sa.Table = JobGroupRecord.__table__  # type: ignore[attr-defined]
 RES: sa.Table = ReservationRecord.__table__  # type: ignore[attr-defined]
 W: sa.Table = WorkerRecord.__table__  # type: ignore[attr-defined]
 RC: sa.Table = ResourceClass.__table__  # type: ignore[attr-defined]
+L: sa.Table = ConcurrencyLease.__table__  # type: ignore[attr-defined]
 
 _P = sa.bindparam
 _QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
@@ -129,8 +132,6 @@ class _Hot:
             exit_code=_P("b_exit_code"),
             error=_P("b_error"),
             artifacts=_P("b_artifacts", type_=R.c.artifacts.type),
-            log_path=_P("b_log_path"),
-            flow_run_id=_P("b_flow_run_id"),
         )
         .returning(*R.c)
     )
@@ -178,8 +179,6 @@ class Outcome:
     error: str | None = None
     exit_code: int | None = None
     artifacts: list[str] = field(default_factory=list)
-    log_path: str | None = None
-    flow_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +234,10 @@ class PositionClock:
 
 
 class Store:
-    def __init__(self, *, dialect: str, retry_policy: RetryPolicy) -> None:
+    def __init__(
+        self, *, dialect: str, retry_policy: RetryPolicy, log_dir: Path | None = None
+    ) -> None:
+        self.log_dir = log_dir
         self.is_postgres = dialect == "postgresql"
         self.retry_policy = retry_policy
         self.positions = PositionClock()
@@ -245,6 +247,11 @@ class Store:
         self._union_heads: dict[tuple[str, ...], sa.CompoundSelect] = {}
 
     # ------------------------------------------------------------------ helpers
+
+    def log_path_for(self, job: Job) -> str | None:
+        if self.log_dir is None:
+            return None
+        return str(self.log_dir / f"{job.job_type}-job-{job.job_id}-attempt-{job.attempt}.log")
 
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
@@ -458,6 +465,7 @@ class Store:
         return conn.execute(stmt, params).first()
 
     def _start(self, conn: Connection, job_id: int, *, worker_id: str, now: datetime) -> Claim:
+        """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once."""
         row = conn.execute(
             _Hot.start_job, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
         ).first()
@@ -473,6 +481,7 @@ class Store:
                 "worker_id": worker_id,
                 "params_snapshot": job.params,
                 "artifacts": [],
+                "log_path": self.log_path_for(job),
             },
         ).one()
         if job.group_id is not None:
@@ -539,8 +548,6 @@ class Store:
                 "b_exit_code": outcome.exit_code,
                 "b_error": outcome.error,
                 "b_artifacts": list(outcome.artifacts),
-                "b_log_path": outcome.log_path,
-                "b_flow_run_id": outcome.flow_run_id,
             },
         ).first()
         job_row = conn.execute(
@@ -772,6 +779,37 @@ class Store:
             if row is None:
                 return chain
             chain.append(_job(row))
+
+    def set_flow_run_id(self, conn: Connection, run_id: int, flow_run_id: str) -> None:
+        """Link a RUNNING run to the flow run executing it; set once, never changed."""
+        result = conn.execute(
+            sa.update(R)
+            .where(
+                R.c.run_id == run_id,
+                R.c.status == JobRunStatus.RUNNING.value,
+                R.c.flow_run_id.is_(None),
+            )
+            .values(flow_run_id=flow_run_id)
+        )
+        if result.rowcount != 1:
+            raise StaleStateError(f"run {run_id} is not RUNNING or already has a flow run")
+
+    def record_lease(
+        self, conn: Connection, *, run_id: int, name: str, lease_id: str, now: datetime
+    ) -> None:
+        conn.execute(
+            sa.insert(L).values(run_id=run_id, name=name, lease_id=lease_id, acquired_at=now)
+        )
+
+    def clear_lease(self, conn: Connection, *, run_id: int, lease_id: str | None = None) -> None:
+        stmt = sa.delete(L).where(L.c.run_id == run_id)
+        if lease_id is not None:
+            stmt = stmt.where(L.c.lease_id == lease_id)
+        conn.execute(stmt)
+
+    def leases_of(self, conn: Connection, run_id: int) -> list[tuple[str, str]]:
+        rows = conn.execute(sa.select(L.c.name, L.c.lease_id).where(L.c.run_id == run_id))
+        return [(r.name, r.lease_id) for r in rows]
 
     # ------------------------------------------------------------------ reservations
 

@@ -48,6 +48,14 @@ def wait_for(
         time.sleep(interval)
 
 
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every process it starts) keeps its data and logs in its own home."""
+    home = tmp_path / "llmsched-home"
+    monkeypatch.setenv("LLMSCHED_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database no other test sees: a new SQLite file, or a new PostgreSQL schema."""

@@ -1,0 +1,272 @@
+"""SQL on outbox rows: write events, claim due deliveries under a lease, record results.
+
+Every function takes an open transaction and stays short: no HTTP happens inside one,
+so a slow receiver never holds a database lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from scheduler_core.webhooks.errors import WebhookDeliveryNotFoundError
+from scheduler_core.webhooks.events import Event
+from scheduler_core.webhooks.models import (
+    DELIVERIES as D,
+)
+from scheduler_core.webhooks.models import (
+    ENDPOINTS as EP,
+)
+from scheduler_core.webhooks.models import (
+    EVENTS as EV,
+)
+from scheduler_core.webhooks.models import (
+    DeliveryStatus,
+    WebhookDeliveryView,
+    WebhookEndpoint,
+)
+
+_P = sa.bindparam
+_PENDING = DeliveryStatus.PENDING.value
+_LEASE_FREE = sa.or_(D.c.locked_until.is_(None), D.c.locked_until <= _P("now"))
+
+ENABLED_ENDPOINTS = sa.select(EP.c.endpoint_id, EP.c.events).where(EP.c.enabled == sa.true())
+
+_DUE = (
+    sa.select(
+        D.c.delivery_id,
+        D.c.attempts,
+        D.c.endpoint_id,
+        EV.c.event_id,
+        EV.c.event_type,
+        EV.c.idempotency_key,
+        EV.c.body,
+        EP.c.url,
+        EP.c.secret,
+    )
+    .join(EV, EV.c.event_id == D.c.event_id)
+    .join(EP, EP.c.endpoint_id == D.c.endpoint_id)
+    .where(
+        D.c.status == _PENDING,
+        D.c.next_attempt_at <= _P("now"),
+        _LEASE_FREE,
+        EP.c.enabled == sa.true(),
+    )
+    .order_by(D.c.next_attempt_at, D.c.delivery_id)
+    .limit(1)
+)
+# PostgreSQL: concurrent senders skip each other's candidate instead of queueing on it.
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=D)
+
+_TAKE_LEASE = (
+    sa.update(D)
+    .where(D.c.delivery_id == _P("b_id"), D.c.status == _PENDING, _LEASE_FREE)
+    .values(
+        attempts=D.c.attempts + 1,
+        locked_until=_P("b_until"),
+        lease_token=_P("b_token"),
+        updated_at=_P("now"),
+    )
+)
+
+# When the next delivery may become claimable: due time, or the end of a running lease.
+_NEXT_WAKE = (
+    sa.select(
+        sa.func.min(
+            sa.case(
+                (D.c.locked_until > D.c.next_attempt_at, D.c.locked_until),
+                else_=D.c.next_attempt_at,
+            )
+        )
+    )
+    .join(EP, EP.c.endpoint_id == D.c.endpoint_id)
+    .where(D.c.status == _PENDING, EP.c.enabled == sa.true())
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery this sender holds a lease on, with everything needed to send it."""
+
+    delivery_id: int
+    attempt: int
+    lease_token: str
+    endpoint_id: int
+    event_id: str
+    event_type: str
+    idempotency_key: str
+    body: str
+    url: str
+    secret: str
+
+
+def insert_event(conn: Connection, event: Event, endpoint_ids: Sequence[int]) -> None:
+    conn.execute(
+        sa.insert(EV).values(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            idempotency_key=event.idempotency_key,
+            body=event.body,
+            created_at=event.created_at,
+        )
+    )
+    conn.execute(
+        sa.insert(D),
+        [
+            {
+                "event_id": event.event_id,
+                "endpoint_id": endpoint_id,
+                "status": _PENDING,
+                "attempts": 0,
+                "next_attempt_at": event.created_at,
+                "created_at": event.created_at,
+                "updated_at": event.created_at,
+            }
+            for endpoint_id in endpoint_ids
+        ],
+    )
+
+
+def claim_due(
+    conn: Connection, *, is_postgres: bool, lease_seconds: float, now: datetime
+) -> Claimed | None:
+    """Lease the most overdue delivery; the conditional UPDATE makes one sender win."""
+    row = conn.execute(_DUE_SKIP_LOCKED if is_postgres else _DUE, {"now": now}).first()
+    if row is None:
+        return None
+    token = str(uuid.uuid4())
+    taken = conn.execute(
+        _TAKE_LEASE,
+        {
+            "b_id": row.delivery_id,
+            "b_until": now + timedelta(seconds=lease_seconds),
+            "b_token": token,
+            "now": now,
+        },
+    )
+    if taken.rowcount != 1:
+        return None
+    return Claimed(
+        delivery_id=row.delivery_id,
+        attempt=row.attempts + 1,
+        lease_token=token,
+        endpoint_id=row.endpoint_id,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        idempotency_key=row.idempotency_key,
+        body=row.body,
+        url=row.url,
+        secret=row.secret,
+    )
+
+
+def next_wake(conn: Connection) -> datetime | None:
+    value: datetime | None = conn.execute(_NEXT_WAKE).scalar()
+    return value
+
+
+def record_attempt(
+    conn: Connection,
+    claimed: Claimed,
+    *,
+    status: DeliveryStatus,
+    next_attempt_at: datetime | None,
+    status_code: int | None,
+    error: str | None,
+    now: datetime,
+) -> bool:
+    """Write an attempt's result if this sender still holds the lease (else: False)."""
+    values: dict[str, Any] = {
+        "status": status.value,
+        "locked_until": None,
+        "lease_token": None,
+        "last_status_code": status_code,
+        "last_error": error,
+        "updated_at": now,
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    if status == DeliveryStatus.DELIVERED:
+        values["delivered_at"] = now
+    result = conn.execute(
+        sa.update(D)
+        .where(
+            D.c.delivery_id == claimed.delivery_id,
+            D.c.lease_token == claimed.lease_token,
+            D.c.status == _PENDING,
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def list_endpoints(conn: Connection) -> list[WebhookEndpoint]:
+    rows = conn.execute(sa.select(EP).order_by(EP.c.endpoint_id))
+    return [WebhookEndpoint.model_validate(r._mapping) for r in rows]
+
+
+def list_views(
+    conn: Connection,
+    *,
+    status: DeliveryStatus | None = None,
+    delivery_id: int | None = None,
+    limit: int | None = None,
+) -> list[WebhookDeliveryView]:
+    stmt = (
+        sa.select(D, EV.c.event_type, EV.c.idempotency_key, EP.c.url)
+        .join(EV, EV.c.event_id == D.c.event_id)
+        .join(EP, EP.c.endpoint_id == D.c.endpoint_id)
+        .order_by(D.c.delivery_id)
+    )
+    if status is not None:
+        stmt = stmt.where(D.c.status == status.value)
+    if delivery_id is not None:
+        stmt = stmt.where(D.c.delivery_id == delivery_id)
+    if limit:
+        stmt = stmt.limit(limit)
+    return [WebhookDeliveryView.model_validate(r._mapping) for r in conn.execute(stmt)]
+
+
+def reset_to_pending(
+    conn: Connection, *, now: datetime, delivery_id: int | None = None
+) -> list[int]:
+    """Send again from attempt one: one delivery (any status), or every FAILED one."""
+    cond = (
+        D.c.delivery_id == delivery_id
+        if delivery_id is not None
+        else D.c.status == DeliveryStatus.FAILED.value
+    )
+    rows = conn.execute(
+        sa.update(D)
+        .where(cond)
+        .values(
+            status=_PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            locked_until=None,
+            lease_token=None,
+            updated_at=now,
+        )
+        .returning(D.c.delivery_id)
+    ).all()
+    if delivery_id is not None and not rows:
+        raise WebhookDeliveryNotFoundError(f"webhook delivery {delivery_id} does not exist")
+    return [r.delivery_id for r in rows]
+
+
+def delete_endpoint_rows(conn: Connection, endpoint_id: int) -> int:
+    """Remove an endpoint with its deliveries, and the events no other endpoint awaits."""
+    event_ids = list(
+        conn.execute(sa.select(D.c.event_id).where(D.c.endpoint_id == endpoint_id)).scalars()
+    )
+    conn.execute(sa.delete(D).where(D.c.endpoint_id == endpoint_id))
+    if event_ids:
+        awaited = sa.select(D.c.event_id).where(D.c.event_id == EV.c.event_id).exists()
+        conn.execute(sa.delete(EV).where(EV.c.event_id.in_(event_ids), ~awaited))
+    return conn.execute(sa.delete(EP).where(EP.c.endpoint_id == endpoint_id)).rowcount

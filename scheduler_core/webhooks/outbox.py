@@ -1,0 +1,62 @@
+"""The store hooks: an event and its deliveries are written in the state change's transaction.
+
+So a run can not end without its event, and an event never exists for a change that
+rolled back. The sender is woken only once the transaction is committed (when its
+connection returns to the pool), so it never looks before the rows are visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from scheduler_core.models import Job, JobGroup, JobRun
+from scheduler_core.webhooks import deliveries
+from scheduler_core.webhooks.events import (
+    Event,
+    group_event,
+    group_event_type,
+    matches,
+    run_event,
+    run_event_type,
+)
+
+_WAKE = "scheduler_core.webhooks.wake"
+
+
+def request_wake(conn: Connection) -> None:
+    """Wake this process's sender once `conn`'s transaction has ended."""
+    conn.info[_WAKE] = True
+
+
+def wake_after_commit(engine: sa.Engine, wake: Callable[[], None]) -> None:
+    """Call `wake` when a connection that asked for it is checked in (after its commit).
+
+    A rolled-back transaction wakes the sender too; it finds nothing, which is harmless.
+    """
+
+    def on_checkin(_dbapi_conn: object, record: object) -> None:
+        info = getattr(record, "info", None)
+        if info is not None and info.pop(_WAKE, False):
+            wake()
+
+    sa.event.listen(engine, "checkin", on_checkin)
+
+
+def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> None:
+    endpoints = conn.execute(deliveries.ENABLED_ENDPOINTS).all()
+    targets = [e.endpoint_id for e in endpoints if matches(event_type, e.events)]
+    if not targets:
+        return
+    deliveries.insert_event(conn, build(), targets)
+    request_wake(conn)
+
+
+def on_terminal_run(conn: Connection, job: Job, run: JobRun) -> None:
+    _write(conn, lambda: run_event(job, run), run_event_type(run))
+
+
+def on_terminal_group(conn: Connection, group: JobGroup) -> None:
+    _write(conn, lambda: group_event(group), group_event_type(group))
