@@ -46,7 +46,7 @@ def demo(
     from scheduler_core.demo import run_demo
 
     home = SchedulerSettings().resolved_home()
-    svc = _open(db or f"sqlite:///{home / 'demo.db'}")
+    svc = _open(db)
     with svc:
         code = run_demo(svc, out_dir=out or home / "artifacts", console=console)
     raise typer.Exit(code)

@@ -57,6 +57,9 @@ def create_engine(url: str) -> Engine:
 def _sqlite_engine(url: str) -> Engine:
     parsed = sa.engine.make_url(url)
     in_memory = parsed.database in (None, "", ":memory:")
+    if not in_memory and parsed.database and parsed.database.startswith("~"):
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser()))
+        url = parsed.render_as_string(hide_password=False)
     if in_memory:
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False}, poolclass=StaticPool
@@ -76,7 +79,9 @@ def _sqlite_engine(url: str) -> Engine:
         # Driver-level autocommit, so the "begin" hook below decides how transactions start.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=30000")  # first, so the pragmas below wait too
+        # First, so the pragmas below wait too. Short: our own retry loop (db_retry_seconds)
+        # decides how long a locked database is waited out.
+        cur.execute("PRAGMA busy_timeout=2000")
         if not in_memory and cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -151,6 +156,7 @@ class Database:
         self.engine = engine
         self.retry_seconds = retry_seconds
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.in_memory = self.is_sqlite and engine.url.database in (None, "", ":memory:")
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:

@@ -25,8 +25,10 @@ def pid_is_alive(pid: int, started_at: float) -> bool:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
         return not started_at or abs(proc.create_time() - started_at) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except psutil.NoSuchProcess:
         return False
+    except psutil.AccessDenied:
+        return True  # it exists; we may just not inspect it
 
 
 def worker_is_alive(

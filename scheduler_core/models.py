@@ -126,6 +126,7 @@ class Reservation(SQLModel):
     worker_id: str | None = Field(default=None, sa_type=sa.String(128))
     status: ReservationStatus = _status(ReservationStatus.ACTIVE)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    ttl_seconds: float = Field(default=60.0, nullable=False)
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     released_at: datetime | None = _ts()
     job_id: int | None = Field(default=None, foreign_key="job.job_id")

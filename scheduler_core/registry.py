@@ -12,6 +12,7 @@ from scheduler_core.errors import ConfigurationError, UnknownJobTypeError
 
 Handler = Callable[..., list[str] | None]
 ResourceRule = str | Callable[[dict[str, Any]], str]
+Validator = Callable[[dict[str, Any]], object]
 
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -30,6 +31,7 @@ class JobType:
     handler: Handler
     resource: ResourceRule = "default"
     takes_context: bool = False
+    validate: Validator | None = None
 
     def resource_for(self, params: dict[str, Any]) -> str:
         if callable(self.resource):
@@ -42,7 +44,12 @@ class Registry:
         self._types: dict[str, JobType] = {}
 
     def register(
-        self, name: str, handler: Handler, *, resource: ResourceRule = "default"
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        resource: ResourceRule = "default",
+        validate: Validator | None = None,
     ) -> JobType:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"job type name must be a non-empty string, got {name!r}")
@@ -50,7 +57,9 @@ class Registry:
             raise ConfigurationError(f"handler for job type {name!r} is not callable")
         if not callable(resource):
             check_resource_name(resource)
-        job_type = JobType(name, handler, resource, takes_context=_takes_context(handler))
+        job_type = JobType(
+            name, handler, resource, takes_context=_takes_context(handler), validate=validate
+        )
         self._types[name] = job_type
         return job_type
 

@@ -13,21 +13,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from scheduler_core.database import Database, create_engine, create_schema
 from scheduler_core.errors import (
+    ConfigurationError,
     EmptyGroupError,
     InvalidJobError,
     InvalidParamsError,
     InvalidPriorityError,
+    InvalidStateError,
     ReservationTimeoutError,
     RunNotFoundError,
     RunNotRetryableError,
+    SchedulerError,
     StaleStateError,
 )
 from scheduler_core.executor import CallableExecutor, ExecutionContext, Executor
 from scheduler_core.liveness import HOST, process_started_at, worker_is_alive
 from scheduler_core.models import Job, JobGroup, JobRun, Reservation, Worker, utcnow
-from scheduler_core.registry import Handler, JobType, Registry, ResourceRule
+from scheduler_core.registry import Handler, JobType, Registry, ResourceRule, Validator
 from scheduler_core.retry import RetryPolicy
 from scheduler_core.settings import SchedulerSettings
 from scheduler_core.signal import Signal
@@ -95,7 +100,15 @@ class SchedulerService:
         merged.update(overrides)
         if url is not None:
             merged["database_url"] = url
-        resolved = SchedulerSettings.model_validate(merged)
+        try:
+            resolved = SchedulerSettings.model_validate(merged)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigurationError(
+                f"invalid scheduler settings ({problems}); see docs/configuration.md"
+            ) from None
         engine = create_engine(resolved.resolved_database_url())
         db = Database(engine, retry_seconds=resolved.db_retry_seconds)
         create_schema(engine)
@@ -105,14 +118,19 @@ class SchedulerService:
         if self._loop is not None:
             self.stop(timeout=self.settings.heartbeat_timeout)
         self._closing.set()
+        close_executor = getattr(self.executor, "close", None)
+        if close_executor is not None:
+            close_executor()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
         if self._registered_slots is not None:
-            self.db.write(
-                lambda c: self.store.set_worker_status(
-                    c, self.worker_id, WorkerStatus.STOPPED, now=utcnow()
-                )
-            )
+
+            def stopped(conn: Any) -> None:
+                now = utcnow()
+                self.store.set_worker_status(conn, self.worker_id, WorkerStatus.STOPPED, now=now)
+                self.store.release_reservations_of(conn, [self.worker_id], now=now)
+
+            self.db.write(stopped)
         self.db.dispose()
 
     def __enter__(self) -> SchedulerService:
@@ -124,10 +142,19 @@ class SchedulerService:
     # ------------------------------------------------------------------ registration
 
     def register(
-        self, job_type: str, handler: Handler, *, resource: ResourceRule = "default"
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        resource: ResourceRule = "default",
+        validate: Validator | None = None,
     ) -> JobType:
-        """Map a job type to its handler and resource class (a name or a function of params)."""
-        return self.registry.register(job_type, handler, resource=resource)
+        """Map a job type to its handler and resource class (a name or a function of params).
+
+        `validate(params)` runs at enqueue time; whatever it raises is reported as
+        InvalidParamsError, so bad params never reach the queue.
+        """
+        return self.registry.register(job_type, handler, resource=resource, validate=validate)
 
     def set_resource_limit(self, resource: str, limit: int | None) -> None:
         """Cap RUNNING jobs of a resource class across every worker (`ollama` is capped at 1)."""
@@ -155,6 +182,23 @@ class SchedulerService:
     ) -> JobSpec:
         jt = self.registry.get(job_type)
         params = _check_params(params, job_type)
+        if jt.validate is not None:
+            try:
+                jt.validate(params)
+            except SchedulerError:
+                raise
+            except Exception as exc:
+                raise InvalidParamsError(
+                    f"params for job type {job_type!r} are invalid: {exc}"
+                ) from exc
+        try:
+            resource = jt.resource_for(params)
+        except SchedulerError:
+            raise
+        except Exception as exc:
+            raise InvalidParamsError(
+                f"cannot tell the resource class of this {job_type!r} job: {exc}"
+            ) from exc
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidPriorityError(
                 f"priority must be an integer (higher runs first), got {priority!r}"
@@ -167,7 +211,7 @@ class SchedulerService:
         return JobSpec(
             job_type=job_type,
             params=params,
-            resource=jt.resource_for(params),
+            resource=resource,
             priority=priority,
             max_retries=retries,
             origin=origin,
@@ -184,7 +228,7 @@ class SchedulerService:
         max_retries: int | None = None,
         not_before: datetime | None = None,
         position: int | None = None,
-        origin: JobOrigin = JobOrigin.QUEUE,
+        origin: JobOrigin | str = JobOrigin.QUEUE,
     ) -> Job:
         """Queue one job; it runs when it is first in line and its resource has a slot."""
         spec = self._spec(
@@ -235,7 +279,7 @@ class SchedulerService:
         jobs: Sequence[Mapping[str, Any]],
         *,
         name: str = "",
-        origin: JobOrigin = JobOrigin.QUEUE,
+        origin: JobOrigin | str = JobOrigin.QUEUE,
     ) -> tuple[JobGroup, list[Job]]:
         """Queue members that run strictly one after another and stop on failure."""
         if not jobs:
@@ -243,6 +287,7 @@ class SchedulerService:
                 f"job group {name!r} has no members: pass at least one job in jobs=[...]"
             )
         specs = [self._spec_from_mapping(j, index=i) for i, j in enumerate(jobs)]
+        origin = self._spec(specs[0].job_type, specs[0].params, origin=origin).origin
         specs = [
             JobSpec(
                 job_type=s.job_type,
@@ -265,8 +310,10 @@ class SchedulerService:
     def update_job_params(self, job_id: int, params: Mapping[str, Any]) -> Job:
         """Change a QUEUED job's params; refused once it left QUEUED (INV-001)."""
         job = self.get_job(job_id)
-        checked = _check_params(params, job.job_type)
-        return self.db.write(lambda c: self.store.update_params(c, job_id, checked))
+        spec = self._spec(job.job_type, params, priority=job.priority)
+        return self.db.write(
+            lambda c: self.store.update_params(c, job_id, spec.params, resource=spec.resource)
+        )
 
     # ------------------------------------------------------------------ cancelling
 
@@ -329,7 +376,8 @@ class SchedulerService:
     def retry_run(self, run_id: int) -> Job:
         """Manually retry a FAILED run: a new QUEUED job linked by retry_of, always allowed.
 
-        A group member's manual retry runs on its own: the group's terminal status is final.
+        A group member's manual retry runs on its own, outside the group: the group keeps
+        its one-member-at-a-time order and its terminal status is final.
         """
         run = self.get_job_run(run_id)
         if run.status != JobRunStatus.FAILED:
@@ -339,14 +387,8 @@ class SchedulerService:
 
         def tx(conn: Any) -> Job:
             original = self.store.get_job(conn, run.job_id)
-            group = (
-                self.store.get_group(conn, original.group_id)
-                if original.group_id is not None
-                else None
-            )
-            keep = group is not None and not group.status.is_terminal
             return self.store.insert_linked_job(
-                conn, original, not_before=None, now=utcnow(), keep_group=keep
+                conn, original, not_before=None, now=utcnow(), keep_group=False
             )
 
         job = self.db.write(tx)
@@ -366,6 +408,8 @@ class SchedulerService:
 
     def claim_next(self) -> Claim | None:
         """Claim the next eligible job for this worker (the loop's and dispatch_one's step)."""
+        if self._registered_slots is None:
+            self._register_worker(slots=1)
         types = self.registry.names()
         return self.db.write(
             lambda c: self.store.claim_next(
@@ -426,14 +470,20 @@ class SchedulerService:
     # ------------------------------------------------------------------ direct execution
 
     def reserve_next_slot(self, reserved_by: str, *, ttl: float | None = None) -> Reservation:
-        """Pause queue dispatch and claim the next free slot for a direct execution."""
+        """Pause queue dispatch and claim the next free slot for a direct execution.
+
+        While this process lives its heartbeat keeps the reservation alive; if it
+        vanishes the reservation expires `ttl` seconds (default reservation_ttl) later.
+        """
+        if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
+            raise InvalidJobError(f"ttl must be a positive number of seconds, got {ttl!r}")
         self._register_worker(slots=self._registered_slots or 0)
         reservation = self.db.write(
             lambda c: self.store.insert_reservation(
                 c,
                 reserved_by=reserved_by,
                 worker_id=self.worker_id,
-                ttl=ttl or self.settings.reservation_ttl,
+                ttl=self.settings.reservation_ttl if ttl is None else ttl,
                 now=utcnow(),
             )
         )
@@ -613,9 +663,7 @@ class SchedulerService:
 
                 def beat(conn: Any, now: datetime = now) -> None:
                     self.store.heartbeat(conn, self.worker_id, now=now)
-                    self.store.extend_reservations(
-                        conn, worker_id=self.worker_id, ttl=self.settings.reservation_ttl, now=now
-                    )
+                    self.store.extend_reservations(conn, worker_id=self.worker_id, now=now)
 
                 self.db.write(beat)
             except Exception:
@@ -626,7 +674,12 @@ class SchedulerService:
         from scheduler_core.worker import WorkerLoop
 
         if self._loop is not None:
-            raise InvalidJobError("this service is already running; call stop() first")
+            raise InvalidStateError("this service is already running; call stop() first")
+        if self.db.in_memory:
+            raise ConfigurationError(
+                "the background worker needs a database file or server: an in-memory SQLite "
+                "database is one connection; use sqlite:///path/to/jobs.db"
+            )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidJobError(f"concurrency must be a positive integer, got {concurrency!r}")
         self._register_worker(slots=concurrency)

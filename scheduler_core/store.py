@@ -349,11 +349,14 @@ class Store:
         )
         return [_job(r) for r in conn.execute(stmt)]
 
-    def update_params(self, conn: Connection, job_id: int, params: dict[str, Any]) -> Job:
+    def update_params(
+        self, conn: Connection, job_id: int, params: dict[str, Any], *, resource: str
+    ) -> Job:
+        self.ensure_resources(conn, [resource])
         stmt = (
             sa.update(J)
             .where(J.c.job_id == job_id, J.c.status == JobStatus.QUEUED.value)
-            .values(params=params)
+            .values(params=params, resource=resource)
             .returning(*J.c)
         )
         row = conn.execute(stmt).first()
@@ -767,18 +770,20 @@ class Store:
         return _run(row) if row else None
 
     def retry_chain(self, conn: Connection, job_id: int) -> list[Job]:
-        """Every job linked to `job_id` by retry_of, oldest first."""
+        """The original of `job_id` and every job linked to it by retry_of, in id order.
+
+        Manual retries can branch the chain (two retries of one failed run); all are listed.
+        """
         root = self.get_job(conn, job_id)
         while root.retry_of is not None:
             root = self.get_job(conn, root.retry_of)
-        chain = [root]
-        while True:
-            row = conn.execute(
-                sa.select(J).where(J.c.retry_of == chain[-1].job_id).order_by(J.c.job_id).limit(1)
-            ).first()
-            if row is None:
-                return chain
-            chain.append(_job(row))
+        chain, frontier = [root], [root.job_id]
+        while frontier:
+            rows = conn.execute(sa.select(J).where(J.c.retry_of.in_(frontier))).all()
+            found = [_job(r) for r in rows]
+            chain.extend(found)
+            frontier = [j.job_id for j in found]
+        return sorted(chain, key=lambda j: j.job_id or 0)
 
     def set_flow_run_id(self, conn: Connection, run_id: int, flow_run_id: str) -> None:
         """Link a RUNNING run to the flow run executing it; set once, never changed."""
@@ -824,6 +829,7 @@ class Store:
                 worker_id=worker_id,
                 status=ReservationStatus.ACTIVE.value,
                 created_at=now,
+                ttl_seconds=ttl,
                 expires_at=now + timedelta(seconds=ttl),
             )
             .returning(*RES.c)
@@ -831,8 +837,9 @@ class Store:
         return Reservation.model_validate(row._mapping)
 
     def release_reservation(self, conn: Connection, reservation_id: int, *, now: datetime) -> bool:
+        """Release it; True if it was still in force (active and not expired)."""
         found = conn.execute(
-            sa.select(RES.c.status).where(RES.c.reservation_id == reservation_id)
+            sa.select(RES.c.status, RES.c.expires_at).where(RES.c.reservation_id == reservation_id)
         ).first()
         if found is None:
             raise ReservationNotFoundError(f"reservation {reservation_id} does not exist")
@@ -844,20 +851,23 @@ class Store:
             )
             .values(status=ReservationStatus.RELEASED.value, released_at=now)
         )
-        return result.rowcount == 1
+        return result.rowcount == 1 and found.expires_at > now
 
-    def extend_reservations(
-        self, conn: Connection, *, worker_id: str, ttl: float, now: datetime
-    ) -> None:
-        conn.execute(
-            sa.update(RES)
-            .where(
+    def extend_reservations(self, conn: Connection, *, worker_id: str, now: datetime) -> None:
+        """Heartbeat: push each live reservation's expiry to now + its own ttl."""
+        live = conn.execute(
+            sa.select(RES.c.reservation_id, RES.c.ttl_seconds).where(
                 RES.c.worker_id == worker_id,
                 RES.c.status == ReservationStatus.ACTIVE.value,
                 RES.c.expires_at > now,
             )
-            .values(expires_at=now + timedelta(seconds=ttl))
-        )
+        ).all()
+        for reservation_id, ttl in live:
+            conn.execute(
+                sa.update(RES)
+                .where(RES.c.reservation_id == reservation_id)
+                .values(expires_at=now + timedelta(seconds=ttl))
+            )
 
     def release_reservations_of(
         self, conn: Connection, worker_ids: Sequence[str], *, now: datetime

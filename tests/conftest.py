@@ -4,6 +4,9 @@ SCHEDULER_TEST_POSTGRES_URL is set, on a fresh PostgreSQL schema too."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,6 +49,77 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect API server process for the session; its URL is exported to children."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_API_URL": url,
+    }
+    log = (home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+    def healthy() -> bool:
+        if server.poll() is not None:
+            raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=90, interval=0.2, what="the Prefect server")
+        exported = ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED")
+        saved = {k: os.environ.get(k) for k in exported}
+        os.environ["PREFECT_API_URL"] = url
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ that inspects it see the same record.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -44,3 +45,28 @@ class E2EJobHandler:
 
     def names(self) -> list[str]:
         return [e["name"] for e in self.executions()]
+
+
+def as_flow(handler: E2EJobHandler) -> Any:
+    """The same handler as a Prefect flow, so every scenario also runs as flow runs."""
+    from prefect import flow
+
+    @flow(name="e2e-handler", persist_result=False)
+    async def e2e_flow(
+        name: str = "?", fail_times: int = 0, block: bool | int = False
+    ) -> list[str]:
+        params = {"name": name, "fail_times": fail_times, "block": block}
+        return await asyncio.to_thread(handler, params)
+
+    return e2e_flow
+
+
+def register_e2e(svc: Any, handler: E2EJobHandler, *, executor: str) -> None:
+    """Register the E2E handler as job type "e2e", as a callable or as a Prefect flow."""
+    if executor == "prefect":
+        from flows.executor import install_prefect, register_flow
+
+        install_prefect(svc)
+        register_flow(svc, "e2e", as_flow(handler), resource="external")
+    else:
+        svc.register("e2e", handler, resource="external")

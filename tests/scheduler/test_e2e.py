@@ -1,6 +1,8 @@
 """The test plan's scheduler scenarios (E2E_TEST_PLAN.md section 3), on real databases.
 
-Each test is named by its plan id. Recovery tests SIGKILL a real worker process.
+Each test is named by its plan id and runs twice: with the handler as a plain callable
+and as a Prefect flow run on a real Prefect server. Recovery tests SIGKILL a real
+worker process.
 """
 
 from __future__ import annotations
@@ -23,9 +25,16 @@ from scheduler_core import (
     SchedulerService,
 )
 from tests.conftest import wait_for
-from tests.scheduler.handlers import E2EJobHandler
+from tests.scheduler.handlers import E2EJobHandler, register_e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["callable", "prefect"])
+def executor(request: pytest.FixtureRequest) -> str:
+    if request.param == "prefect":
+        request.getfixturevalue("prefect_api")
+    return str(request.param)
 
 
 @pytest.fixture
@@ -34,8 +43,8 @@ def handler(tmp_path: Path) -> E2EJobHandler:
 
 
 @pytest.fixture
-def e2e(svc: SchedulerService, handler: E2EJobHandler) -> SchedulerService:
-    svc.register("e2e", handler, resource="external")
+def e2e(svc: SchedulerService, handler: E2EJobHandler, executor: str) -> SchedulerService:
+    register_e2e(svc, handler, executor=executor)
     return svc
 
 
@@ -171,9 +180,12 @@ class TestE2ERetry:
             assert e2e.get_job_run_for_job(job.job_id).status == JobRunStatus.FAILED
 
 
-def start_worker(db_url: str, record: Path, *extra: str) -> subprocess.Popen[str]:
+def start_worker(
+    db_url: str, record: Path, *extra: str, executor: str = "callable"
+) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.scheduler.worker_process", db_url, str(record)]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.scheduler.worker_process", db_url, str(record), *extra],
+        [*command, "--executor", executor, *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -182,16 +194,16 @@ def start_worker(db_url: str, record: Path, *extra: str) -> subprocess.Popen[str
 
 
 def kill_while_running(
-    svc: SchedulerService, db_url: str, record: Path, *, block: bool | int = True
+    svc: SchedulerService, db_url: str, record: Path, *, executor: str, block: bool | int = True
 ) -> int:
     """Start a worker on a blocking job, SIGKILL it while RUNNING; return the job id."""
     job = svc.enqueue_job("e2e", {"name": "victim", "block": block})
-    worker = start_worker(db_url, record, "--serve")
+    worker = start_worker(db_url, record, "--serve", executor=executor)
     try:
         wait_for(
-            lambda: svc.get_job(job.job_id).status == JobStatus.RUNNING,
-            timeout=30,
-            what="the worker to start the job",
+            lambda: E2EJobHandler(record).names() == ["victim"],
+            timeout=60,
+            what="the worker to be inside the job's handler",
         )
     finally:
         worker.send_signal(signal.SIGKILL)
@@ -202,12 +214,16 @@ def kill_while_running(
 
 class TestE2ERecovery:
     def test_E2E_RECOVERY_01_running_job_recovery(
-        self, open_service: Callable[..., SchedulerService], db_url: str, tmp_path: Path
+        self,
+        open_service: Callable[..., SchedulerService],
+        db_url: str,
+        tmp_path: Path,
+        executor: str,
     ) -> None:
         svc = open_service(max_retries=0)
-        svc.register("e2e", E2EJobHandler(tmp_path / "x.jsonl"), resource="external")
-        job_id = kill_while_running(svc, db_url, tmp_path / "worker.jsonl")
-        restarted = start_worker(db_url, tmp_path / "worker.jsonl", "--recover")
+        register_e2e(svc, E2EJobHandler(tmp_path / "x.jsonl"), executor=executor)
+        job_id = kill_while_running(svc, db_url, tmp_path / "worker.jsonl", executor=executor)
+        restarted = start_worker(db_url, tmp_path / "worker.jsonl", "--recover", executor=executor)
         out, _ = restarted.communicate(timeout=60)
         assert restarted.returncode == 0
         assert '"recovered": 1' in out
@@ -219,12 +235,12 @@ class TestE2ERecovery:
         assert "recovered after crash" in run.error
 
     def test_E2E_RECOVERY_02_retry_for_recovered(
-        self, svc: SchedulerService, db_url: str, tmp_path: Path
+        self, svc: SchedulerService, db_url: str, tmp_path: Path, executor: str
     ) -> None:
         record = tmp_path / "worker.jsonl"
-        svc.register("e2e", E2EJobHandler(tmp_path / "x.jsonl"), resource="external")
-        job_id = kill_while_running(svc, db_url, record, block=1)
-        restarted = start_worker(db_url, record, "--recover")
+        register_e2e(svc, E2EJobHandler(tmp_path / "x.jsonl"), executor=executor)
+        job_id = kill_while_running(svc, db_url, record, executor=executor, block=1)
+        restarted = start_worker(db_url, record, "--recover", executor=executor)
         out, _ = restarted.communicate(timeout=60)
         assert restarted.returncode == 0
         assert '"recovered": 1, "retries": 1' in out

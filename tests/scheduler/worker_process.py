@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from scheduler_core import SchedulerService
-from tests.scheduler.handlers import E2EJobHandler
+from tests.scheduler.handlers import E2EJobHandler, register_e2e
 
 
 def main() -> int:
@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("--recover", action="store_true")
     parser.add_argument("--serve", action="store_true", help="keep dispatching until killed")
     parser.add_argument("--heartbeat-timeout", type=float, default=60.0)
+    parser.add_argument("--executor", choices=["callable", "prefect"], default="callable")
     args = parser.parse_args()
     svc = SchedulerService.open(
         args.url,
@@ -30,7 +31,7 @@ def main() -> int:
         heartbeat_interval=0.2,
         heartbeat_timeout=args.heartbeat_timeout,
     )
-    svc.register("e2e", E2EJobHandler(args.record), resource="external")
+    register_e2e(svc, E2EJobHandler(args.record), executor=args.executor)
     if args.recover:
         report = svc.recover()
         summary = {"recovered": report.running_jobs_recovered, "retries": report.retries_created}

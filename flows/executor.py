@@ -1,0 +1,219 @@
+"""The Prefect executor: every job execution is one Prefect flow run.
+
+The flow run is created first (named after the job, tagged with its ids), its id is
+stored on the JobRun, then the flow runs on this executor's event loop. Async flows
+take the engine's async path; a synchronous flow call costs about a second more per
+job (it joins a heartbeat thread), so pipelines here are `async def`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_engine import run_flow_async, run_flow_sync
+from prefect.states import Crashed
+
+from flows.guard import OLLAMA_LIMIT, lease_listener
+from scheduler_core.errors import ConfigurationError
+from scheduler_core.executor import (
+    CallableExecutor,
+    ExecutionContext,
+    describe_error,
+    failed,
+    log_outcome,
+    outcome_from_result,
+    run_log,
+)
+from scheduler_core.registry import JobType, ResourceRule
+from scheduler_core.service import SchedulerService
+from scheduler_core.store import Claim, Finish, Outcome
+
+log = logging.getLogger("flows.executor")
+T = TypeVar("T")
+
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+def flow_run_name(ctx: ExecutionContext) -> str:
+    return f"{ctx.job.job_type}-job-{ctx.job.job_id}-attempt-{ctx.job.attempt}"
+
+
+def flow_run_tags(ctx: ExecutionContext) -> list[str]:
+    """Tags that let the Prefect UI filter runs by job, type, attempt, chain and group."""
+    job = ctx.job
+    tags = [
+        "llmsched",
+        f"job:{job.job_id}",
+        f"type:{job.job_type}",
+        f"attempt:{job.attempt}",
+        f"priority:{job.priority}",
+        f"resource:{job.resource}",
+        f"origin:{job.origin.value}",
+    ]
+    if job.retry_of is not None:
+        tags.append(f"retry_of:{job.retry_of}")
+    if job.group_id is not None:
+        tags.append(f"group:{job.group_id}")
+    return tags
+
+
+class PrefectExecutor:
+    """Runs Prefect flows registered as job handlers; plain callables run as before."""
+
+    def __init__(self) -> None:
+        self._fallback = CallableExecutor()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="llmsched-prefect-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the executor's loop from any thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def execute(self, job_type: JobType, ctx: ExecutionContext) -> Outcome:
+        if not isinstance(job_type.handler, Flow):
+            return self._fallback.execute(job_type, ctx)
+        flow: Flow[..., Any] = job_type.handler
+        with run_log(ctx, loggers=PREFECT_RUN_LOGGERS) as run_logger:
+            try:
+                flow_run = self.run(self._create_flow_run(flow, ctx))
+                run_logger.follow_flow_run(str(flow_run.id))
+                state = self._run_flow(flow, flow_run, ctx)
+                outcome = self.run(_outcome_of(state))
+            except Exception as exc:
+                run_logger.exception("flow run could not be executed")
+                outcome = failed(describe_error(exc))
+            log_outcome(run_logger, outcome)
+            return outcome
+
+    def _run_flow(self, flow: Flow[..., Any], flow_run: Any, ctx: ExecutionContext) -> Any:
+        params = dict(ctx.job.params)
+        recorder = _lease_recorder(ctx)
+        if asyncio.iscoroutinefunction(flow.fn):
+
+            async def run_async() -> Any:
+                lease_listener.set(recorder)  # this task's own context
+                return await run_flow_async(
+                    flow, flow_run=flow_run, parameters=params, return_type="state"
+                )
+
+            return self.run(run_async())
+        token = lease_listener.set(recorder)
+        try:
+            return run_flow_sync(flow, flow_run=flow_run, parameters=params, return_type="state")
+        finally:
+            lease_listener.reset(token)
+
+    async def _create_flow_run(self, flow: Flow[..., Any], ctx: ExecutionContext) -> Any:
+        async with get_client() as client:
+            flow_run = await client.create_flow_run(
+                flow,
+                name=flow_run_name(ctx),
+                parameters=dict(ctx.job.params),
+                tags=flow_run_tags(ctx),
+            )
+        if ctx.service is not None and ctx.run.run_id is not None:
+            service, run_id = ctx.service, ctx.run.run_id
+            await asyncio.to_thread(service.attach_flow_run, run_id, str(flow_run.id))
+        return flow_run
+
+
+async def _outcome_of(state: Any) -> Outcome:
+    if state.is_completed():
+        return outcome_from_result(await state.result())
+    result = await state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        return failed(describe_error(result))
+    return failed(f"flow run ended {state.type.value}: {state.message or 'no message'}")
+
+
+def _lease_recorder(ctx: ExecutionContext) -> Any:
+    """Keep the run's Prefect concurrency lease in our database while it is held."""
+    service, run_id = ctx.service, ctx.run.run_id
+    held: list[str] = []
+
+    def on_lease(lease_id: UUID | None) -> None:
+        if service is None or run_id is None:
+            return
+        if lease_id is not None:
+            held.append(str(lease_id))
+            service.record_lease(run_id, name=OLLAMA_LIMIT, lease_id=str(lease_id))
+        elif held:
+            service.clear_lease(run_id, held.pop())
+
+    return on_lease
+
+
+def register_flow(
+    svc: SchedulerService, job_type: str, flow: Flow[..., Any], *, resource: ResourceRule
+) -> JobType:
+    """Register a flow as a job type; its signature validates params at enqueue time."""
+    return svc.register(job_type, flow, resource=resource, validate=flow.validate_parameters)
+
+
+def install_prefect(svc: SchedulerService) -> PrefectExecutor:
+    """Run this service's jobs as Prefect flow runs, and clean up after crashed ones."""
+    executor = PrefectExecutor()
+    svc.executor = executor
+    svc.recovery_hooks.append(lambda claim, finish: executor.run(_after_crash(svc, claim, finish)))
+    return executor
+
+
+async def _after_crash(svc: SchedulerService, claim: Claim, finish: Finish) -> None:
+    """Release the dead run's leases now (not at expiry) and mark its flow run Crashed."""
+    run = finish.run
+    run_id = claim.run.run_id or 0
+    leases = await asyncio.to_thread(svc.leases_of, run_id)
+    async with get_client() as client:
+        for _name, lease_id in leases:
+            try:
+                await client.release_concurrency_slots_with_lease(lease_id=UUID(lease_id))
+                log.warning("action=release_lease run_id=%s lease_id=%s", run_id, lease_id)
+                await asyncio.to_thread(svc.clear_lease, run_id, lease_id)
+            except Exception as exc:
+                log.warning("action=release_lease_failed lease_id=%s error=%s", lease_id, exc)
+        flow_run_id = run.flow_run_id
+        if flow_run_id:
+            try:
+                flow_run = await client.read_flow_run(UUID(flow_run_id))
+            except ObjectNotFound:
+                return
+            if flow_run.state is not None and not flow_run.state.is_final():
+                await client.set_flow_run_state(
+                    UUID(flow_run_id), Crashed(message=run.error or "worker died"), force=True
+                )
+                log.warning("action=mark_crashed flow_run_id=%s", flow_run_id)
+
+
+async def ensure_ollama_limit() -> None:
+    """Create the `ollama` global concurrency limit (1) or check that it is 1 and active."""
+    async with get_client() as client:
+        try:
+            limit = await client.read_global_concurrency_limit_by_name(OLLAMA_LIMIT)
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=OLLAMA_LIMIT, limit=1)
+            )
+            log.info("action=create_limit name=%s limit=1", OLLAMA_LIMIT)
+            return
+    if limit.limit != 1 or not limit.active:
+        raise ConfigurationError(
+            f"the Prefect concurrency limit {OLLAMA_LIMIT!r} has limit {limit.limit} "
+            f"(active={limit.active}); only one local Ollama workload may run: "
+            f"`prefect gcl update {OLLAMA_LIMIT} --limit 1 --enable`"
+        )
