@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -42,6 +43,13 @@ T = TypeVar("T")
 
 PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
+# The name of the flow run being started; the engine asks for it when it names the run.
+_run_name: ContextVar[str] = ContextVar("llmsched_run_name", default="")
+
+
+def _job_run_name() -> str:
+    return _run_name.get()
+
 
 def flow_run_name(ctx: ExecutionContext) -> str:
     return f"{ctx.job.job_type}-job-{ctx.job.job_id}-attempt-{ctx.job.attempt}"
@@ -71,6 +79,7 @@ class PrefectExecutor:
 
     def __init__(self) -> None:
         self._fallback = CallableExecutor()
+        self._named: dict[int, Flow[..., Any]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="llmsched-prefect-loop", daemon=True
@@ -101,23 +110,34 @@ class PrefectExecutor:
             log_outcome(run_logger, outcome)
             return outcome
 
+    def _job_named(self, flow: Flow[..., Any]) -> Flow[..., Any]:
+        """The flow with runs named after their job, whatever name template it has."""
+        named = self._named.get(id(flow))
+        if named is None:
+            named = self._named[id(flow)] = flow.with_options(flow_run_name=_job_run_name)
+        return named
+
     def _run_flow(self, flow: Flow[..., Any], flow_run: Any, ctx: ExecutionContext) -> Any:
         params = dict(ctx.job.params)
         recorder = _lease_recorder(ctx)
+        named = self._job_named(flow)
         if asyncio.iscoroutinefunction(flow.fn):
 
             async def run_async() -> Any:
-                lease_listener.set(recorder)  # this task's own context
+                # This task's own context: no reset needed.
+                lease_listener.set(recorder)
+                _run_name.set(flow_run.name)
                 return await run_flow_async(
-                    flow, flow_run=flow_run, parameters=params, return_type="state"
+                    named, flow_run=flow_run, parameters=params, return_type="state"
                 )
 
             return self.run(run_async())
-        token = lease_listener.set(recorder)
+        tokens = (lease_listener.set(recorder), _run_name.set(flow_run.name))
         try:
-            return run_flow_sync(flow, flow_run=flow_run, parameters=params, return_type="state")
+            return run_flow_sync(named, flow_run=flow_run, parameters=params, return_type="state")
         finally:
-            lease_listener.reset(token)
+            lease_listener.reset(tokens[0])
+            _run_name.reset(tokens[1])
 
     async def _create_flow_run(self, flow: Flow[..., Any], ctx: ExecutionContext) -> Any:
         async with get_client() as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -42,13 +43,32 @@ def demo(
     db: DbOption = None,
     out: Annotated[Path | None, typer.Option(help="Where artifacts are written.")] = None,
 ) -> None:
-    """Run a small story/research group offline and show where its artifacts are."""
-    from scheduler_core.demo import run_demo
+    """Run a small story/research group offline through the worker and Prefect."""
+    from flows.demo import run_demo
 
     home = SchedulerSettings().resolved_home()
     svc = _open(db)
     with svc:
         code = run_demo(svc, out_dir=out or home / "artifacts", console=console)
+    raise typer.Exit(code)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    slots: Annotated[int, typer.Option(min=1, help="Jobs run at once (Ollama: still one).")] = 1,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to let running jobs finish on SIGTERM/SIGINT.")
+    ] = 300.0,
+) -> None:
+    """Run the scheduler worker: dispatch queued jobs as Prefect flow runs until stopped."""
+    from flows.worker import run_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with _open(db) as svc:
+        code = run_worker(svc, slots=slots, drain_timeout=drain_timeout)
     raise typer.Exit(code)
 
 

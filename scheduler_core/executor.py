@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from scheduler_core.service import SchedulerService
 
 RUN_LOGGER = "llmsched.run"
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(source)s: %(message)s"
 
 
 @dataclass(slots=True)
@@ -81,16 +81,15 @@ class _RunLogRouter(logging.Handler):
         super().__init__(level=logging.INFO)
         self.setFormatter(logging.Formatter(_LOG_FORMAT))
         self._routes: dict[object, Any] = {}
-        self._attached: set[str] = set()
 
     def attach(self, names: tuple[str, ...]) -> None:
+        # Checked every run: a library's logging.config.dictConfig() drops our handler.
         for name in names:
-            if name not in self._attached:
-                logger = logging.getLogger(name)
+            logger = logging.getLogger(name)
+            if self not in logger.handlers:
                 logger.addHandler(self)
                 if logger.getEffectiveLevel() > logging.INFO:
                     logger.setLevel(logging.INFO)
-                self._attached.add(name)
 
     def route(self, key: object, stream: Any) -> None:
         self._routes[key] = stream
@@ -104,6 +103,12 @@ class _RunLogRouter(logging.Handler):
         )
         if stream is None:
             return
+        # Name the step: Prefect's records carry their task or flow run's name.
+        record.source = (
+            getattr(record, "task_run_name", None)
+            or getattr(record, "flow_run_name", None)
+            or record.name
+        )
         try:
             stream.write(self.format(record) + "\n")
             stream.flush()

@@ -38,6 +38,7 @@ from scheduler_core.settings import SchedulerSettings
 from scheduler_core.signal import Signal
 from scheduler_core.statuses import JobOrigin, JobRunStatus, JobStatus, WorkerStatus
 from scheduler_core.store import Claim, Finish, JobSpec, Outcome, Store
+from scheduler_core.webhooks import WebhookDispatcher, install_webhooks
 
 log = logging.getLogger("scheduler_core")
 
@@ -79,6 +80,9 @@ class SchedulerService:
         self._heartbeat: threading.Thread | None = None
         self._closing = threading.Event()
         self._loop: Any = None
+        # Every process writes webhook events with its state changes (the outbox);
+        # the sender thread runs beside the worker loop.
+        self.webhooks: WebhookDispatcher = install_webhooks(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +122,7 @@ class SchedulerService:
         if self._loop is not None:
             self.stop(timeout=self.settings.heartbeat_timeout)
         self._closing.set()
+        self.webhooks.stop(timeout=10)
         close_executor = getattr(self.executor, "close", None)
         if close_executor is not None:
             close_executor()
@@ -685,6 +690,7 @@ class SchedulerService:
         self._register_worker(slots=concurrency)
         self._loop = WorkerLoop(self, slots=concurrency)
         self._loop.start()
+        self.webhooks.start()
 
     def stop(self, timeout: float = 30) -> bool:
         """Stop dispatching; wait up to `timeout` for running jobs. True if all finished."""

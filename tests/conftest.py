@@ -32,6 +32,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Pipeline scenarios run only with --run-pipeline; without it they are deselected."""
+    if config.getoption("--run-pipeline"):
+        return
+    keep = [item for item in items if item.get_closest_marker("pipeline") is None]
+    dropped = [item for item in items if item.get_closest_marker("pipeline") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", BACKENDS)

@@ -48,15 +48,18 @@ def install_webhooks(
 ) -> WebhookDispatcher:
     """Emit events from `svc`'s state changes and return the (not yet started) sender.
 
-    Idempotent: a second call returns the first dispatcher. Keyword overrides are
-    WebhookSettings fields, e.g. ``timeout=2, backoff_seconds=0.1``.
+    Idempotent: a second call returns the first dispatcher, with its settings replaced
+    when new ones are given. Keyword overrides are WebhookSettings fields, e.g.
+    ``timeout=2, backoff_seconds=0.1``.
     """
-    existing = _installed.get(svc)
-    if existing is not None:
-        return existing
     merged = (settings or WebhookSettings()).model_dump()
     merged.update(overrides)
     resolved = WebhookSettings.model_validate(merged)
+    existing = _installed.get(svc)
+    if existing is not None:
+        if settings is not None or overrides:
+            existing.settings = resolved
+        return existing
     create_tables(svc.db.engine)
     dispatcher = WebhookDispatcher(svc.db, settings=resolved, is_postgres=svc.store.is_postgres)
     svc.store.terminal_hooks.append(on_terminal_run)

@@ -106,18 +106,24 @@ class Claimed:
     secret: str
 
 
+# Built once: this runs inside every terminal transaction, on the dispatch path.
+_INSERT_EVENT = sa.insert(EV)
+_INSERT_DELIVERIES = sa.insert(D)
+
+
 def insert_event(conn: Connection, event: Event, endpoint_ids: Sequence[int]) -> None:
     conn.execute(
-        sa.insert(EV).values(
-            event_id=event.event_id,
-            event_type=event.event_type,
-            idempotency_key=event.idempotency_key,
-            body=event.body,
-            created_at=event.created_at,
-        )
+        _INSERT_EVENT,
+        {
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "idempotency_key": event.idempotency_key,
+            "body": event.body,
+            "created_at": event.created_at,
+        },
     )
     conn.execute(
-        sa.insert(D),
+        _INSERT_DELIVERIES,
         [
             {
                 "event_id": event.event_id,

@@ -52,9 +52,16 @@ class WebhookDispatcher:
         with self._lock:
             if self.running:
                 return
-            self._stopping.clear()
+            # A fresh event per start: a thread abandoned by an earlier stop() (stuck on
+            # a receiver) still sees its own stop request and never rejoins.
+            self._stopping = threading.Event()
             self._threads = [
-                threading.Thread(target=self._loop, name=f"llmsched-webhook-{i}", daemon=True)
+                threading.Thread(
+                    target=self._loop,
+                    args=(self._stopping,),
+                    name=f"llmsched-webhook-{i}",
+                    daemon=True,
+                )
                 for i in range(self.settings.senders)
             ]
             for thread in self._threads:
@@ -79,13 +86,13 @@ class WebhookDispatcher:
 
     # ------------------------------------------------------------------ the loop
 
-    def _loop(self) -> None:
+    def _loop(self, stopping: threading.Event) -> None:
         with httpx.Client(
             timeout=self.settings.timeout,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         ) as client:
-            while not self._stopping.is_set():
+            while not stopping.is_set():
                 seen = self.signal.version
                 try:
                     claimed = self.db.write(self._claim)

@@ -51,6 +51,7 @@ class Reply:
             pieces = pieces[: len(pieces) // 2]
         for piece in pieces:
             await state.pace()
+            state.stats.pieces_sent += 1
             yield piece
 
     async def whole(self, state: ServerState) -> str:

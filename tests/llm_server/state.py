@@ -21,6 +21,7 @@ class Settings:
 class Stats:
     max_concurrent_ollama: int = 0
     current_ollama: int = 0
+    pieces_sent: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -1,0 +1,44 @@
+"""The job types this package provides: `story` and `research`, each a Prefect flow.
+
+A job's resource class follows from its model: `ollama/...` needs the one local
+Ollama slot, hosted APIs run beside it (`external`), the offline model is `local`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from prefect import Flow
+
+from flows.executor import PrefectExecutor, install_prefect, register_flow
+from flows.llm import resolve_model
+from flows.research import research_pipeline
+from flows.story import story_pipeline
+from scheduler_core.service import SchedulerService
+
+PIPELINES: dict[str, Flow[..., Any]] = {
+    "story": story_pipeline,
+    "research": research_pipeline,
+}
+
+
+def default_model(flow: Flow[..., Any]) -> str:
+    return str(inspect.signature(flow.fn).parameters["model"].default)
+
+
+def resource_by_model(flow: Flow[..., Any]) -> Any:
+    fallback = default_model(flow)
+
+    def resource(params: dict[str, Any]) -> str:
+        return str(resolve_model(str(params.get("model") or fallback)).resource)
+
+    return resource
+
+
+def install_pipelines(svc: SchedulerService) -> PrefectExecutor:
+    """Register every pipeline on `svc` and run its jobs as Prefect flow runs."""
+    executor = install_prefect(svc)
+    for job_type, flow in PIPELINES.items():
+        register_flow(svc, job_type, flow, resource=resource_by_model(flow))
+    return executor

@@ -1,0 +1,107 @@
+"""The research pipeline: a topic in, one validated research card saved as JSON out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import prefect
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.cards import DRAFT_TEMPLATE, ResearchCard, invalid_json, parse_card
+from flows.llm import Completion, LLMResponseError, Message
+from flows.tasks import call_model, output_root, publish_artifact, require_text, write_output
+
+
+@dataclass(frozen=True)
+class ResearchRequest:
+    topic: str
+    tags: list[str]
+    messages: list[Message]
+
+
+@task(name="build-research-prompt", tags=["prompt"], retries=0, cache_policy=NO_CACHE)
+def build_research_prompt(*, topic: str, tags: list[str] | None) -> ResearchRequest:
+    """Check the parameters, then ask for the card's JSON template; the topic and tags are
+    stamped on the card by the run, not left to the model."""
+    topic = require_text(topic, name="topic", example="tidal energy")
+    clean_tags = list(dict.fromkeys(tag.strip() for tag in tags or [] if tag.strip()))
+    filed_under = f" It will be filed under: {', '.join(clean_tags)}." if clean_tags else ""
+    system = (
+        "You are a careful research analyst. Write a research card on the topic the user "
+        f"gives, as one JSON object with exactly these keys:\n{DRAFT_TEMPLATE}\n"
+        "Every list holds plain strings. Never invent sources: leave the list empty instead."
+        f"{filed_under}"
+    )
+    messages: list[Message] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": topic},
+    ]
+    return ResearchRequest(topic=topic, tags=clean_tags, messages=messages)
+
+
+@task(name="validate-card", tags=["validate"], retries=0, cache_policy=NO_CACHE)
+def validate_card(completion: Completion, *, request: ResearchRequest, model: str) -> ResearchCard:
+    """Hold the reply to the card schema; a failure names the field and the model."""
+    card = parse_card(completion.json(), topic=request.topic, tags=request.tags, model=model)
+    get_run_logger().info("card %r: %d key points", card.title, len(card.key_points))
+    return card
+
+
+@task(name="save-card", tags=["save"], retries=0, cache_policy=NO_CACHE)
+def save_card(card: ResearchCard, *, directory: Path) -> str:
+    text = card.model_dump_json(indent=2) + "\n"
+    path = write_output(directory, kind="research", about=card.topic, suffix="json", text=text)
+    get_run_logger().info("saved research card to %s", path)
+    return str(path)
+
+
+@flow(
+    name="research-pipeline",
+    flow_run_name="research: {topic}",
+    retries=0,  # the scheduler owns retries
+    description="Ask an LLM for a structured research card on a topic and save it as JSON.",
+)
+async def research_pipeline(
+    topic: str,
+    tags: list[str] | None = None,
+    model: str = "offline/research-analyst",
+    output_dir: str | None = None,
+) -> list[str]:
+    """Write a research card on `topic`; returns the path of the saved JSON file."""
+    logger = get_run_logger()
+    with prefect.tags("research"):
+        request = build_research_prompt(topic=topic, tags=tags)
+        directory = output_root(output_dir)
+        try:
+            completion = await call_model(model, request.messages, json_mode=True)
+        except LLMResponseError as exc:
+            # The LLM layer chains the decode error when a JSON-mode reply does not parse.
+            if isinstance(exc.__cause__, json.JSONDecodeError):
+                raise invalid_json(exc, model=model) from exc
+            raise
+        card = validate_card(completion, request=request, model=model)
+        path = save_card(card, directory=directory)
+        await publish_artifact(
+            kind="research",
+            about=card.topic,
+            markdown=_summary(card, path=path),
+            description=f"research card on {card.topic!r}",
+        )
+    logger.info("research pipeline wrote %s", path)
+    return [path]
+
+
+def _summary(card: ResearchCard, *, path: str) -> str:
+    def bullets(items: list[str]) -> str:
+        return "\n".join(f"- {item}" for item in items) or "_none given_"
+
+    tags = ", ".join(card.tags) or "none"
+    return (
+        f"# {card.title}\n\n**Topic:** {card.topic} · **Tags:** {tags} · **Model:** "
+        f"`{card.model}`\n\n{card.summary}\n\n## Key points\n\n{bullets(card.key_points)}\n\n"
+        f"## Open questions\n\n{bullets(card.open_questions)}\n\n"
+        f"## Sources\n\n{bullets(card.sources)}\n\nFile: `{path}`\n"
+    )

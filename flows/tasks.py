@@ -1,0 +1,93 @@
+"""What the story and research pipelines share: the model call, parameter checks, output files
+and the run's summary artifact."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.guard import ollama_slot
+from flows.llm import Completion, Message, acomplete, resolve_model
+
+DEFAULT_HOME = "~/.llmsched"
+SLUG_LENGTH = 40
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def output_root(output_dir: str | None) -> Path:
+    """`output_dir`, else `$LLMSCHED_HOME/artifacts`; created so a first run needs no set-up."""
+    home = os.environ.get("LLMSCHED_HOME") or DEFAULT_HOME
+    root = Path(output_dir or Path(home) / "artifacts").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def slugify(text: str) -> str:
+    """Lowercase letters, digits and dashes only: safe in file names and Prefect artifact keys."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
+    return slug[:SLUG_LENGTH].rstrip("-") or "untitled"
+
+
+def require_text(value: str, *, name: str, example: str) -> str:
+    """The stripped value; a blank one fails before any model time is spent on it."""
+    if not value or not value.strip():
+        raise ValueError(f"{name} must not be empty: pass a {name} such as {example!r}")
+    return value.strip()
+
+
+def write_output(directory: Path, *, kind: str, about: str, suffix: str, text: str) -> Path:
+    """Write under a fresh `<kind>-<slug of about>-<short-id>` name; exclusive, so no run
+    overwrites another's output."""
+    path = directory / f"{kind}-{slugify(about)}-{uuid.uuid4().hex[:8]}.{suffix}"
+    with path.open("x", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
+@task(name="call-model", tags=["llm"], retries=0, cache_policy=NO_CACHE)
+async def call_model(
+    model: str,
+    messages: Sequence[Message],
+    *,
+    json_mode: bool = False,
+    max_tokens: int | None = None,
+) -> Completion:
+    """One completion; a local Ollama model is only called while holding the `ollama` slot."""
+    logger = get_run_logger()
+    spec = resolve_model(model)
+    logger.info("calling %s (resource %s)", spec, spec.resource)
+    started = time.perf_counter()
+    slot = ollama_slot() if spec.resource == "ollama" else nullcontext()
+    async with slot:
+        completion = await acomplete(model, messages, json_mode=json_mode, max_tokens=max_tokens)
+    logger.info(
+        "%s/%s answered in %.2fs: %s input tokens, %s output tokens, finish %s",
+        completion.provider,
+        spec.name,
+        time.perf_counter() - started,
+        completion.input_tokens,
+        completion.output_tokens,
+        completion.finish_reason,
+    )
+    return completion
+
+
+@task(name="publish-artifact", tags=["artifact"], retries=0, cache_policy=NO_CACHE)
+async def publish_artifact(*, kind: str, about: str, markdown: str, description: str) -> str:
+    """A Markdown summary in the Prefect UI under `<kind>-<slug of about>`; returns the key."""
+    key = f"{kind}-{slugify(about)}"
+    await acreate_markdown_artifact(markdown=markdown, key=key, description=description)
+    get_run_logger().info("published artifact %s", key)
+    return key

@@ -1,0 +1,51 @@
+"""The worker process: the scheduler loop with Prefect-run pipelines, until a signal.
+
+SIGTERM or SIGINT stops dispatch and lets running jobs finish (a second signal
+stops waiting). Recovery of crashed workers' jobs runs at start and periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from prefect.settings import PREFECT_API_URL
+
+from flows.executor import ensure_ollama_limit
+from flows.pipelines import install_pipelines
+from scheduler_core.service import SchedulerService
+
+log = logging.getLogger("llmsched.worker")
+
+
+def run_worker(svc: SchedulerService, *, slots: int, drain_timeout: float) -> int:
+    """Serve until SIGTERM/SIGINT; returns 0 after a clean drain, 1 if jobs were cut off."""
+    executor = install_pipelines(svc)
+    executor.run(ensure_ollama_limit())
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("action=signal signal=%s draining=true", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info(
+            "action=worker_ready worker_id=%s slots=%s prefect_api=%s job_types=%s",
+            svc.worker_id,
+            slots,
+            PREFECT_API_URL.value() or "ephemeral",
+            ",".join(svc.registry.names()),
+        )
+        svc.start(concurrency=slots)
+        stop.wait()
+        drained = svc.stop(timeout=drain_timeout)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("action=worker_exit drained=%s", drained)
+    return 0 if drained else 1

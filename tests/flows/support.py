@@ -1,0 +1,55 @@
+"""Helpers for the flow tests: the Prefect objects they read back, and waiting with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from flows.guard import OLLAMA_LIMIT
+
+T = TypeVar("T")
+
+
+async def create_ollama_limit() -> None:
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=OLLAMA_LIMIT, limit=1)
+        )
+
+
+async def read_markdown(key: str) -> list[str]:
+    """The Markdown of every artifact stored under `key`, oldest first."""
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return [a.data for a in artifacts if a.type == "markdown" and isinstance(a.data, str)]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 15.0, what: str = "a condition"
+) -> T:
+    """Poll `check` until it returns a truthy value, failing loudly at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (value := await check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def stays(
+    check: Callable[[], Awaitable[object]], *, seconds: float, what: str = "a condition"
+) -> None:
+    """Fail as soon as `check` stops holding within the next `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not await check():
+            raise AssertionError(f"expected {what} for {seconds}s, but it stopped")
+        await asyncio.sleep(0.05)
