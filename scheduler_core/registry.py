@@ -53,6 +53,10 @@ class Registry:
     ) -> JobType:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"job type name must be a non-empty string, got {name!r}")
+        if len(name) > 128:
+            raise ConfigurationError(
+                f"job type name is {len(name)} characters long; the limit is 128"
+            )
         if not callable(handler):
             raise ConfigurationError(f"handler for job type {name!r} is not callable")
         if not callable(resource):

@@ -204,13 +204,19 @@ class SchedulerService:
             raise InvalidParamsError(
                 f"cannot tell the resource class of this {job_type!r} job: {exc}"
             ) from exc
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidPriorityError(
-                f"priority must be an integer (higher runs first), got {priority!r}"
-            )
+        _check_int(
+            priority,
+            name="priority (higher runs first)",
+            low=-(2**31),
+            high=2**31 - 1,
+            error=InvalidPriorityError,
+        )
         retries = self.settings.max_retries if max_retries is None else max_retries
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidJobError(f"max_retries must be a non-negative integer, got {retries!r}")
+        _check_int(retries, name="max_retries", low=0, high=1000, error=InvalidJobError)
+        if position is not None:
+            _check_int(
+                position, name="position", low=-(2**63), high=2**63 - 1, error=InvalidJobError
+            )
         if not_before is not None and not_before.tzinfo is None:
             raise InvalidJobError("not_before must be timezone-aware, e.g. datetime.now(UTC)")
         return JobSpec(
@@ -272,7 +278,7 @@ class SchedulerService:
             )
         return self._spec(
             item["job_type"],
-            item.get("params") or {},
+            item["params"] if item.get("params") is not None else {},
             priority=item.get("priority", 0),
             max_retries=item.get("max_retries"),
             not_before=item.get("not_before"),
@@ -287,6 +293,7 @@ class SchedulerService:
         origin: JobOrigin | str = JobOrigin.QUEUE,
     ) -> tuple[JobGroup, list[Job]]:
         """Queue members that run strictly one after another and stop on failure."""
+        _check_text(name, name="group name", limit=256)
         if not jobs:
             raise EmptyGroupError(
                 f"job group {name!r} has no members: pass at least one job in jobs=[...]"
@@ -480,6 +487,7 @@ class SchedulerService:
         While this process lives its heartbeat keeps the reservation alive; if it
         vanishes the reservation expires `ttl` seconds (default reservation_ttl) later.
         """
+        _check_text(reserved_by, name="reserved_by", limit=256)
         if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
             raise InvalidJobError(f"ttl must be a positive number of seconds, got {ttl!r}")
         self._register_worker(slots=self._registered_slots or 0)
@@ -713,12 +721,35 @@ def _check_params(params: Any, job_type: str) -> dict[str, Any]:
             f"got {type(params).__name__}"
         )
     try:
-        return json.loads(json.dumps(dict(params), allow_nan=False))  # type: ignore[no-any-return]
+        text = json.dumps(dict(params), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidParamsError(
             f"params for job type {job_type!r} are not JSON-serialisable ({exc}); "
             "use strings, numbers, booleans, null, lists and dicts"
         ) from None
+    if "\\u0000" in text:
+        raise InvalidParamsError(
+            f"params for job type {job_type!r} contain a NUL character (\\x00), which "
+            "databases cannot store in JSON; remove it or encode the value (e.g. base64)"
+        )
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def _check_int(value: Any, *, name: str, low: int, high: int, error: type[Exception]) -> int:
+    """An int (not a bool) that the database column can hold."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise error(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _check_text(value: Any, *, name: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidJobError(f"{name} must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidJobError(f"{name} is {len(value)} characters long; the limit is {limit}")
+    return value
 
 
 def _statuses(

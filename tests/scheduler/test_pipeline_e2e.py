@@ -98,7 +98,8 @@ class Workers:
                 "60",
             ],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            # Retries after 0.2 s, 0.4 s, 0.8 s: the rule, not the wait, is under test.
+            env={**os.environ, "PYTHONPATH": str(ROOT), "LLMSCHED_RETRY_BACKOFF_SECONDS": "0.2"},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

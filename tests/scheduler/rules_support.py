@@ -1,0 +1,158 @@
+"""Shared helpers of the rule tests (test_rules_*.py, test_bad_input.py, test_invariants.py).
+
+`GateHandler` is a job handler whose jobs can be held at a gate until the test
+releases them, so a test decides exactly when a RUNNING job ends. Subprocess
+helpers start the real worker and reservation-holder processes for crash tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from scheduler_core import Job, JobRun, JobStatus, SchedulerService
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+COUNTED_TABLES = ("job", "job_run", "job_group", "reservation")
+
+
+def by_model(params: dict[str, Any]) -> str:
+    """The resource rule of the LLM job types: a function of params."""
+    return "ollama" if str(params.get("model", "")).startswith("ollama/") else "external"
+
+
+class GateHandler:
+    """params: {"name": str, "block": bool (wait at the gate until released),
+    "fail": int (fail the first n attempts of this name; -1 always)}.
+
+    Thread-safe: records the order jobs started and finished, by name.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self._attempts: Counter[str] = Counter()
+        self._gates: dict[str, threading.Event] = {}
+        self._started_events: dict[str, threading.Event] = {}
+
+    def _event(self, table: dict[str, threading.Event], name: str) -> threading.Event:
+        with self._lock:
+            return table.setdefault(name, threading.Event())
+
+    def release(self, name: str) -> None:
+        self._event(self._gates, name).set()
+
+    def release_all(self) -> None:
+        with self._lock:
+            gates = list(self._gates.values())
+        for gate in gates:
+            gate.set()
+
+    def wait_started(self, name: str, timeout: float = 10.0) -> None:
+        if not self._event(self._started_events, name).wait(timeout):
+            raise AssertionError(f"job {name!r} did not start within {timeout}s")
+
+    def __call__(self, params: dict[str, Any]) -> list[str]:
+        name = str(params.get("name", "?"))
+        with self._lock:
+            self._attempts[name] += 1
+            attempt = self._attempts[name]
+            self.started.append(name)
+        self._event(self._started_events, name).set()
+        if params.get("block") and not self._event(self._gates, name).wait(60):
+            raise RuntimeError(f"gate of {name} was never released")
+        with self._lock:
+            self.finished.append(name)
+        fail = int(params.get("fail", 0))
+        if fail < 0 or attempt <= fail:
+            raise RuntimeError(f"injected failure of {name} on attempt {attempt}")
+        return [f"artifacts/{name}-{attempt}.txt"]
+
+
+def count_rows(svc: SchedulerService) -> dict[str, int]:
+    """Row count of every table a submission could write to."""
+
+    def read(conn: sa.Connection) -> dict[str, int]:
+        return {
+            t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+            for t in COUNTED_TABLES
+        }
+
+    return svc.db.read(read)
+
+
+def run_in_thread(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, list[Any]]:
+    """Run fn in a daemon thread; the returned list receives its result or exception."""
+    out: list[Any] = []
+
+    def target() -> None:
+        try:
+            out.append(fn(*args, **kwargs))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def status_of(svc: SchedulerService, job: Job | int) -> JobStatus:
+    job_id = job if isinstance(job, int) else job.job_id
+    assert job_id is not None
+    return svc.get_job(job_id).status
+
+
+def wait_status(
+    svc: SchedulerService, job: Job | int, status: JobStatus, timeout: float = 10.0
+) -> None:
+    wait_for(
+        lambda: status_of(svc, job) == status,
+        timeout=timeout,
+        what=f"job {job if isinstance(job, int) else job.job_id} to be {status.value}",
+    )
+
+
+def run_of(svc: SchedulerService, job: Job) -> JobRun:
+    assert job.job_id is not None
+    run = svc.get_job_run_for_job(job.job_id)
+    assert run is not None, f"job {job.job_id} has no run"
+    return run
+
+
+def start_module(module: str, *args: str) -> subprocess.Popen[str]:
+    """`python -m module args...` from the project root, stdout piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a process we started and reap it (so its pid is really gone)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def drain(svc: SchedulerService) -> int:
+    """Dispatch in this thread until nothing is eligible; the number of jobs run."""
+    n = 0
+    while svc.dispatch_one() is not None:
+        n += 1
+    return n

@@ -1,0 +1,130 @@
+"""The background loop: start(concurrency) dispatches, stop(timeout) drains, and a
+freed slot or new work wakes the dispatcher at once instead of on the next poll."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from scheduler_core import InvalidJobError, InvalidStateError, JobStatus, SchedulerService
+from tests.conftest import wait_for
+from tests.scheduler.rules_support import (
+    GateHandler,
+    run_in_thread,
+    run_of,
+    status_of,
+    wait_status,
+)
+
+
+@pytest.fixture
+def handler() -> GateHandler:
+    return GateHandler()
+
+
+@pytest.fixture
+def looping(
+    open_service: Callable[..., SchedulerService], handler: GateHandler
+) -> SchedulerService:
+    """A service whose fallback poll is slow (5 s): anything faster is event-driven."""
+    svc = open_service(poll_interval=5)
+    svc.register("job", handler, resource="external")
+    return svc
+
+
+def test_background_loop_runs_queued_jobs_in_order(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    created = [looping.enqueue_job("job", {"name": f"j{i}"}, priority=-i) for i in range(4)]
+    looping.start(concurrency=1)
+    try:
+        for job in created:
+            wait_status(looping, job, JobStatus.COMPLETED)
+    finally:
+        assert looping.stop(timeout=10) is True
+    assert handler.started == ["j0", "j1", "j2", "j3"]
+    assert {run_of(looping, j).worker_id for j in created} == {looping.worker_id}
+
+
+def test_stop_drains_the_running_job_and_starts_nothing_new(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    running = looping.enqueue_job("job", {"name": "running", "block": True})
+    queued = looping.enqueue_job("job", {"name": "queued"})
+    looping.start(concurrency=1)
+    handler.wait_started("running")
+    assert looping.running_count == 1
+    version = looping.signal.version
+    stopper, stopped = run_in_thread(looping.stop, 10)
+    # stop() announces the drain on the signal before it waits for running jobs.
+    wait_for(lambda: looping.signal.version > version, what="stop() to begin draining")
+    assert stopped == []  # still waiting for the running job
+    handler.release("running")
+    stopper.join(15)
+    assert stopped == [True]
+    assert status_of(looping, running) == JobStatus.COMPLETED
+    assert status_of(looping, queued) == JobStatus.QUEUED
+    assert looping.get_job_run_for_job(queued.job_id) is None
+    assert handler.started == ["running"]
+    assert looping.running_count == 0
+
+
+def test_stop_reports_false_when_a_job_outlasts_the_timeout(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    running = looping.enqueue_job("job", {"name": "long", "block": True})
+    looping.start(concurrency=1)
+    handler.wait_started("long")
+    assert looping.stop(timeout=0.2) is False
+    assert status_of(looping, running) == JobStatus.RUNNING
+    handler.release("long")
+    wait_status(looping, running, JobStatus.COMPLETED)
+
+
+def test_a_freed_slot_starts_the_next_job_without_waiting_for_a_poll(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    first = looping.enqueue_job("job", {"name": "first", "block": True})
+    second = looping.enqueue_job("job", {"name": "second", "block": True})
+    looping.start(concurrency=1)
+    try:
+        handler.wait_started("first")
+        assert status_of(looping, second) == JobStatus.QUEUED
+        handler.release("first")
+        wait_for(
+            lambda: status_of(looping, second) != JobStatus.QUEUED,
+            timeout=1,
+            what="the second job to start (poll_interval is 5 s)",
+        )
+        gap = run_of(looping, second).started_at - run_of(looping, first).finished_at
+        assert gap.total_seconds() < 0.5
+    finally:
+        handler.release_all()
+        assert looping.stop(timeout=10)
+
+
+def test_work_enqueued_while_idle_starts_without_waiting_for_a_poll(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    looping.start(concurrency=1)
+    try:
+        # Let the loop settle into its (5 s) wait with an empty queue.
+        wait_for(lambda: looping.list_workers(), what="the worker row")
+        job = looping.enqueue_job("job", {"name": "late"})
+        wait_status(looping, job, JobStatus.COMPLETED, timeout=1)
+    finally:
+        assert looping.stop(timeout=10)
+
+
+def test_start_refuses_a_second_start_and_bad_concurrency(looping: SchedulerService) -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(InvalidJobError, match="concurrency"):
+            looping.start(concurrency=bad)
+    looping.start(concurrency=1)
+    try:
+        with pytest.raises(InvalidStateError, match="already running"):
+            looping.start(concurrency=1)
+    finally:
+        assert looping.stop(timeout=10)
+    assert looping.stop(timeout=1) is True  # stopping a stopped service is harmless
