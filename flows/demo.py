@@ -93,13 +93,14 @@ def _report(
             job.job_type,
             job.status.value,
             (run.flow_run_id or "")[:8] if run else "",
-            "\n".join(run.artifacts) if run else "",
-            run.log_path or "" if run else "",
+            "\n".join(Path(a).name for a in run.artifacts) if run else "",
+            Path(run.log_path).name if run and run.log_path else "",
         )
     console.print(table)
     group = svc.get_job_group(group_id or 0)
     console.print(f"job group {group_id}: [bold]{group.status.value}[/bold] in {elapsed:.1f}s")
     console.print(f"artifacts: {out_dir}")
+    console.print(f"run logs:  {svc.settings.resolved_log_dir()}")
     api = PREFECT_API_URL.value()
     if api:
         ui = api.removesuffix("/api")

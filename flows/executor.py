@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine
-from contextvars import ContextVar
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -42,13 +41,6 @@ log = logging.getLogger("flows.executor")
 T = TypeVar("T")
 
 PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
-
-# The name of the flow run being started; the engine asks for it when it names the run.
-_run_name: ContextVar[str] = ContextVar("llmsched_run_name", default="")
-
-
-def _job_run_name() -> str:
-    return _run_name.get()
 
 
 def flow_run_name(ctx: ExecutionContext) -> str:
@@ -111,10 +103,13 @@ class PrefectExecutor:
             return outcome
 
     def _job_named(self, flow: Flow[..., Any]) -> Flow[..., Any]:
-        """The flow with runs named after their job, whatever name template it has."""
+        """The flow without its own run-name template: the run keeps the job's name
+        given at creation (a template would cost a rename call per run)."""
         named = self._named.get(id(flow))
         if named is None:
-            named = self._named[id(flow)] = flow.with_options(flow_run_name=_job_run_name)
+            named = flow.with_options()
+            named.flow_run_name = None
+            self._named[id(flow)] = named
         return named
 
     def _run_flow(self, flow: Flow[..., Any], flow_run: Any, ctx: ExecutionContext) -> Any:
@@ -124,27 +119,24 @@ class PrefectExecutor:
         if asyncio.iscoroutinefunction(flow.fn):
 
             async def run_async() -> Any:
-                # This task's own context: no reset needed.
-                lease_listener.set(recorder)
-                _run_name.set(flow_run.name)
+                lease_listener.set(recorder)  # this task's own context: no reset needed
                 return await run_flow_async(
                     named, flow_run=flow_run, parameters=params, return_type="state"
                 )
 
             return self.run(run_async())
-        tokens = (lease_listener.set(recorder), _run_name.set(flow_run.name))
+        token = lease_listener.set(recorder)
         try:
             return run_flow_sync(named, flow_run=flow_run, parameters=params, return_type="state")
         finally:
-            lease_listener.reset(tokens[0])
-            _run_name.reset(tokens[1])
+            lease_listener.reset(token)
 
     async def _create_flow_run(self, flow: Flow[..., Any], ctx: ExecutionContext) -> Any:
         async with get_client() as client:
             flow_run = await client.create_flow_run(
                 flow,
                 name=flow_run_name(ctx),
-                parameters=dict(ctx.job.params),
+                parameters=flow.serialize_parameters(dict(ctx.job.params)),
                 tags=flow_run_tags(ctx),
             )
         if ctx.service is not None and ctx.run.run_id is not None:

@@ -100,11 +100,11 @@ class SchedulerService:
         retry_backoff_seconds=0``; anything not given comes from ``LLMSCHED_*``
         environment variables or the defaults.
         """
-        merged = (settings or SchedulerSettings()).model_dump()
-        merged.update(overrides)
-        if url is not None:
-            merged["database_url"] = url
         try:
+            merged = (settings or SchedulerSettings()).model_dump()
+            merged.update(overrides)
+            if url is not None:
+                merged["database_url"] = url
             resolved = SchedulerSettings.model_validate(merged)
         except ValidationError as exc:
             problems = "; ".join(
@@ -119,8 +119,18 @@ class SchedulerService:
         return cls(db, resolved)
 
     def close(self) -> None:
-        if self._loop is not None:
-            self.stop(timeout=self.settings.heartbeat_timeout)
+        """Drain the loop, stop the sender, mark this worker STOPPED, release its reservations.
+
+        If running jobs outlast the drain, the worker stays registered (and heartbeating)
+        as RUNNING so that no other worker recovers jobs that are still executing.
+        """
+        if self._loop is not None and not self.stop(timeout=self.settings.heartbeat_timeout):
+            log.warning(
+                "action=close_undrained worker_id=%s: jobs still running; the worker stays "
+                "RUNNING until they end or the process exits",
+                self.worker_id,
+            )
+            return
         self._closing.set()
         self.webhooks.stop(timeout=10)
         close_executor = getattr(self.executor, "close", None)
@@ -628,7 +638,10 @@ class SchedulerService:
                     finish.retry.job_id if finish.retry else None,
                 )
                 for hook in self.recovery_hooks:
-                    hook(claim, finish)
+                    try:
+                        hook(claim, finish)
+                    except Exception:  # one failing hook must not stop the recovery pass
+                        log.exception("action=recovery_hook_failed job_id=%s", claim.job.job_id)
         if dead_workers:
             ids = sorted(dead_workers)
 
@@ -727,12 +740,22 @@ def _check_params(params: Any, job_type: str) -> dict[str, Any]:
             f"params for job type {job_type!r} are not JSON-serialisable ({exc}); "
             "use strings, numbers, booleans, null, lists and dicts"
         ) from None
-    if "\\u0000" in text:
+    if _has_nul(params):
         raise InvalidParamsError(
             f"params for job type {job_type!r} contain a NUL character (\\x00), which "
             "databases cannot store in JSON; remove it or encode the value (e.g. base64)"
         )
     return json.loads(text)  # type: ignore[no-any-return]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_int(value: Any, *, name: str, low: int, high: int, error: type[Exception]) -> int:

@@ -1,0 +1,37 @@
+"""The deployment file as the tests read it: the same YAML `prefect deploy` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
+WORK_POOL = "llmsched-pool"
+FLOW_NAME = "submit-job-group"
+OFFLINE_MODELS = {"story": "offline/story-writer", "research": "offline/research-analyst"}
+
+
+def project() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(PREFECT_FILE.read_text(encoding="utf-8"))
+    return data
+
+
+def deployments() -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = project()["deployments"]
+    return found
+
+
+def deployment(name: str) -> dict[str, Any]:
+    (found,) = (d for d in deployments() if d["name"] == name)
+    return found
+
+
+def offline(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same jobs on the offline models, so a test needs no LLM."""
+    return [
+        {**job, "params": {**job.get("params", {}), "model": OFFLINE_MODELS[job["job_type"]]}}
+        for job in jobs
+    ]
