@@ -118,6 +118,7 @@ class _Hot:
         .returning(*J.c)
     )
     insert_run = sa.insert(R).returning(*R.c)
+    insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
     start_group = (
         sa.update(G)
         .where(G.c.group_id == _P("b_group_id"), G.c.status == JobGroupStatus.QUEUED.value)
@@ -311,8 +312,12 @@ class Store:
             }
             for i, s in enumerate(specs)
         ]
-        stmt = sa.insert(J).returning(*J.c, sort_by_parameter_order=True)
-        return [_job(r) for r in conn.execute(stmt, rows)]
+        ids = conn.execute(_Hot.insert_job, rows).scalars().all()
+        # The rows are known: build the values here instead of reading them back.
+        return [
+            Job.model_validate({**row, "job_id": job_id})
+            for row, job_id in zip(rows, ids, strict=True)
+        ]
 
     def get_job(self, conn: Connection, job_id: int) -> Job:
         row = conn.execute(sa.select(J).where(J.c.job_id == job_id)).first()

@@ -47,8 +47,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         # The pipeline scenarios test Prefect and the LLM wire; the backend rules they
         # rely on are covered on every backend by the core suite. SQLite keeps them short.
-        pipeline = metafunc.definition.get_closest_marker("pipeline") is not None
-        metafunc.parametrize("backend", ["sqlite"] if pipeline else BACKENDS)
+        marked = metafunc.definition.get_closest_marker
+        sqlite_only = marked("pipeline") is not None or marked("sqlite_only") is not None
+        metafunc.parametrize("backend", ["sqlite"] if sqlite_only else BACKENDS)
 
 
 def wait_for(

@@ -1,0 +1,221 @@
+"""Operating commands: status, recover, worker, demo."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from scheduler_core.cli._app import app
+from scheduler_core.cli._common import (
+    DbOption,
+    JsonOption,
+    add_row,
+    echo,
+    emit_json,
+    print_table,
+    service,
+    table,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from scheduler_core.service import SchedulerService
+
+PANEL = "Operating"
+
+
+def status_report(svc: SchedulerService, *, all_workers: bool) -> dict[str, Any]:
+    from scheduler_core.liveness import worker_is_alive
+    from scheduler_core.models import utcnow
+    from scheduler_core.representation import (
+        reservation_to_dict,
+        run_to_dict,
+        worker_to_dict,
+    )
+
+    running = svc.list_jobs("RUNNING")
+    runs = []
+    for job in running:
+        run = svc.get_job_run_for_job(job.job_id or 0)
+        if run is not None:
+            runs.append(run_to_dict(job, run))
+    queued = len(svc.list_jobs("QUEUED"))
+    limits = svc.resource_limits()
+    counts: dict[str, int] = {}
+    for job in running:
+        counts[job.resource] = counts.get(job.resource, 0) + 1
+    resources = [
+        {"resource": name, "limit": limits.get(name), "running": counts.get(name, 0)}
+        for name in sorted(set(limits) | set(counts))
+    ]
+    now = utcnow()
+    timeout = svc.settings.heartbeat_timeout
+    workers = [
+        worker_to_dict(w, alive=worker_is_alive(w, now=now, heartbeat_timeout=timeout), now=now)
+        for w in svc.list_workers()
+        if w.worker_id != svc.worker_id
+    ]
+    if not all_workers:
+        workers = [w for w in workers if w["status"] == "RUNNING"]
+    return {
+        "running": runs,
+        "queued": queued,
+        "reservations": [reservation_to_dict(r) for r in svc.active_reservations()],
+        "resources": resources,
+        "workers": workers,
+    }
+
+
+@app.command(rich_help_panel=PANEL)
+def status(
+    all_workers: Annotated[
+        bool, typer.Option("--all-workers", help="Also list STOPPED and DEAD workers.")
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Running jobs, queued count, active reservations, resource slots and workers.
+
+    JSON: {"running": [run...], "queued": N, "reservations": [...],
+    "resources": [{"resource", "limit", "running"}], "workers": [{..., "alive"}]}
+    """
+    with service(db) as svc:
+        report = status_report(svc, all_workers=all_workers)
+    if as_json:
+        emit_json(report)
+        return
+    echo(f"running: {len(report['running'])}   queued: {report['queued']}")
+    if report["running"]:
+        t = table("job", "run", "type", "resource", "attempt", "started", "flow run")
+        for r in report["running"]:
+            add_row(
+                t,
+                r["job_id"],
+                r["run_id"],
+                r["job_type"],
+                r["resource"],
+                r["attempt"],
+                r["started_at"],
+                r["flow_run_id"],
+            )
+        print_table(t)
+    echo()
+    if report["reservations"]:
+        echo("reservations (queue dispatch paused for a direct run):")
+        t = table("id", "reserved by", "job", "expires")
+        for r in report["reservations"]:
+            add_row(t, r["reservation_id"], r["reserved_by"], r["job_id"], r["expires_at"])
+        print_table(t)
+    else:
+        echo("reservations: none")
+    echo()
+    echo("resources:")
+    t = table("resource", "running", "limit")
+    for r in report["resources"]:
+        add_row(t, r["resource"], r["running"], "unlimited" if r["limit"] is None else r["limit"])
+    print_table(t)
+    echo()
+    if not report["workers"]:
+        echo("workers: none running")
+        return
+    echo("workers:")
+    t = table("worker", "slots", "status", "alive", "heartbeat", "age")
+    for w in report["workers"]:
+        add_row(
+            t,
+            w["worker_id"],
+            w["slots"],
+            w["status"],
+            "yes" if w["alive"] else "NO",
+            w["heartbeat_at"],
+            f"{w['heartbeat_age_seconds']:.1f}s",
+        )
+    print_table(t)
+
+
+@app.command(rich_help_panel=PANEL)
+def recover(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Run crash recovery once: fail the RUNNING jobs of dead workers (retries apply).
+
+    Live workers' jobs are never touched. Prefect flow runs of recovered jobs are
+    marked Crashed and their Ollama leases released.
+    JSON: {"running_jobs_recovered", "retries_created", "workers_marked_dead",
+    "reservations_released", "recovered_job_ids", "warnings"}
+    """
+    import dataclasses
+
+    warnings: list[str] = []
+    with service(db) as svc:
+        recovered: list[Any] = []
+        svc.recovery_hooks.append(lambda claim, finish: recovered.append((claim, finish)))
+        report = svc.recover()
+        in_prefect = [
+            (claim, finish)
+            for claim, finish in recovered
+            if finish.run.flow_run_id or svc.leases_of(claim.run.run_id or 0)
+        ]
+        if in_prefect:  # only then is Prefect needed (imported, contacted)
+            from flows.executor import install_prefect
+            from scheduler_core.cli._common import quiet_prefect
+
+            quiet_prefect()
+            install_prefect(svc)
+            cleanup = svc.recovery_hooks[-1]
+            for claim, finish in in_prefect:
+                try:
+                    cleanup(claim, finish)
+                except Exception as exc:
+                    warnings.append(
+                        f"job {claim.job.job_id}: Prefect clean-up failed "
+                        f"({type(exc).__name__}: {exc}); its lease expires on its own"
+                    )
+    data = {**dataclasses.asdict(report), "warnings": warnings}
+    if as_json:
+        emit_json(data)
+        return
+    for line in warnings:
+        warn(line)
+    ids = ", ".join(map(str, report.recovered_job_ids)) or "none"
+    echo(f"recovered jobs: {report.running_jobs_recovered} ({ids})")
+    echo(f"retries created: {report.retries_created}")
+    echo(f"workers marked dead: {report.workers_marked_dead}")
+    echo(f"reservations released: {report.reservations_released}")
+
+
+@app.command(rich_help_panel=PANEL)
+def worker(
+    db: DbOption = None,
+    slots: Annotated[int, typer.Option(min=1, help="Jobs run at once (Ollama: still one).")] = 1,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to let running jobs finish on SIGTERM/SIGINT.")
+    ] = 300.0,
+) -> None:
+    """Run the scheduler worker: dispatch queued jobs as Prefect flow runs until stopped."""
+    from flows.worker import run_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with service(db) as svc:
+        code = run_worker(svc, slots=slots, drain_timeout=drain_timeout)
+    raise typer.Exit(code)
+
+
+@app.command(rich_help_panel=PANEL)
+def demo(
+    db: DbOption = None,
+    out: Annotated[Path | None, typer.Option(help="Where artifacts are written.")] = None,
+) -> None:
+    """Run a small story/research group offline through the worker and Prefect."""
+    from rich.console import Console
+
+    from flows.demo import run_demo
+    from scheduler_core.settings import SchedulerSettings
+
+    home = SchedulerSettings().resolved_home()
+    with service(db) as svc:
+        code = run_demo(svc, out_dir=out or home / "artifacts", console=Console())
+    raise typer.Exit(code)

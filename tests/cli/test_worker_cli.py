@@ -1,0 +1,163 @@
+"""The commands that meet running work: a real `llmsched worker` process, a real Prefect
+server and the fake LLM server (holding its replies, so a job stays RUNNING until the
+test lets it go): cancel of a running job, group cancel, status, show, and `run`.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scheduler_core import JobGroupStatus, JobStatus, SchedulerService
+from tests.cli.conftest import CLI, ROOT, cli_env
+from tests.conftest import wait_for
+from tests.llm_server.process import LLMServerProcess
+
+# A real worker and Prefect: the backend rules it relies on are covered by the core suite.
+pytestmark = pytest.mark.sqlite_only
+
+MODEL = "openai/gpt-4o-mini"
+
+
+@pytest.fixture(scope="module")
+def llm_server() -> Iterator[LLMServerProcess]:
+    with LLMServerProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> LLMServerProcess:
+    llm_server.reset()
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{llm_server.base_url}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    return llm_server
+
+
+@pytest.fixture
+def worker(
+    prefect_api: str, llm: LLMServerProcess, db_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scheduler_core.cli", "worker", "--db", db_url],
+        cwd=ROOT,
+        env=cli_env(LLMSCHED_HEARTBEAT_INTERVAL="0.5"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    log.close()
+    yield proc
+    llm.control(hold=False)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_running_work_through_the_cli(
+    cli: CLI,
+    setup_svc: SchedulerService,
+    worker: subprocess.Popen[bytes],
+    llm: LLMServerProcess,
+    tmp_path: Path,
+) -> None:
+    llm.control(hold=True)  # every model call waits until released
+    out = str(tmp_path / "out")
+    # Refused before Prefect is contacted (the URL leads nowhere): started now, as they
+    # need no worker, and collected later.
+    refused_early = cli.start(
+        [["run", "poem", "theme=x"], ["run", "story", "theme=x", "length=abc"]],
+        env={"PREFECT_API_URL": "http://127.0.0.1:9/api"},
+    )
+    group, (first, second) = setup_svc.create_job_group(
+        [
+            {"job_type": "story", "params": {"theme": "held", "model": MODEL, "output_dir": out}},
+            {"job_type": "story", "params": {"theme": "never", "output_dir": out}},
+        ],
+        name="held",
+    )
+
+    def started() -> bool:
+        if worker.poll() is not None:
+            raise AssertionError((tmp_path / "worker.log").read_text())
+        run = setup_svc.get_job_run_for_job(first.job_id or 0)
+        return run is not None and run.flow_run_id is not None
+
+    wait_for(started, timeout=60, what="the first member to run as a flow run")
+    llm.wait_for_stats(lambda s: len(s["requests"]) >= 1, timeout=30)
+
+    refused, status, shown, no_slot = cli.many(
+        [
+            ["cancel", str(first.job_id)],
+            ["status", "--json"],
+            ["show", str(first.job_id), "--json"],
+            ["run", "story", "theme=late", f"output_dir={out}", "--timeout", "0.5"],
+        ]
+    )
+    assert refused.code == 2, refused
+    assert refused.error == (
+        f"error: job {first.job_id} is RUNNING and cannot be cancelled: "
+        "running work is never preempted; wait for it to finish"
+    )
+    report = status.json()
+    (running,) = report["running"]
+    assert running["job_id"] == first.job_id and running["flow_run_id"]
+    assert report["queued"] == 1  # the held second member
+    assert any(w["alive"] and w["pid"] == worker.pid for w in report["workers"])
+    assert {"resource": "local", "limit": None, "running": 1} in report["resources"]
+    run = shown.json()["run"]
+    assert run["status"] == "RUNNING" and run["flow_run_id"] == running["flow_run_id"]
+    assert no_slot.code == 4 and "no free slot for direct 'story' job" in no_slot.error
+
+    cancelled = cli("group", "cancel", str(group.group_id))
+    assert cancelled.code == 0, cancelled
+    assert cancelled.stdout == (
+        f"group {group.group_id}: 1 member(s) cancelled; job {first.job_id} is running and "
+        "finishes first, then the group is CANCELLED\n"
+    )
+    assert setup_svc.get_job(second.job_id or 0).status == JobStatus.CANCELLED
+    assert setup_svc.get_job(first.job_id or 0).status == JobStatus.RUNNING
+
+    # Direct executions wait for the next free slot: started now, they run once the held
+    # job ends. Exit 0 when the run completes, 1 when it fails.
+    direct = cli.start(
+        [
+            ["run", "story", "theme=a quiet harbour", "length=120", f"output_dir={out}", "--json"],
+            ["run", "story", "theme=too short", "length=10", f"output_dir={out}"],
+        ]
+    )
+    llm.control(hold=False)
+    wait_for(
+        lambda: setup_svc.get_job_group(group.group_id or 0).status.is_terminal,
+        timeout=60,
+        what="the group to end",
+    )
+    assert setup_svc.get_job_group(group.group_id or 0).status == JobGroupStatus.CANCELLED
+    assert setup_svc.get_job(first.job_id or 0).status == JobStatus.COMPLETED
+
+    ok, failed = direct.results()
+    done = ok.json()
+    assert done["status"] == "COMPLETED" and done["flow_run_id"] and done["log_path"]
+    assert "A quiet harbour" in Path(done["artifacts"][0]).read_text()
+    job = setup_svc.get_job(done["job_id"])
+    assert job.origin.value == "direct" and job.status == JobStatus.COMPLETED
+    assert ok.stderr == ""
+    assert failed.code == 1, failed
+    assert "FAILED" in failed.stdout.splitlines()[0] and "length must be between" in failed.stdout
+    assert failed.stderr == ""
+
+    unknown, malformed = refused_early.results()
+    assert unknown.code == 2 and "unknown job type 'poem'" in unknown.error
+    assert malformed.code == 2 and "length: Input should be a valid integer" in malformed.error
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
