@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler_core import SchedulerService
+from tests.llm_server.process import LLMServerProcess
 
 POSTGRES_URL = os.environ.get("SCHEDULER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
@@ -87,6 +88,12 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_API_URL": url,
+        # On the server's SQLite, these services' background writes collide with the
+        # lease each tagged task takes for tag concurrency ("database is locked", then a
+        # 2 s client backoff, several per run). The tests read flow runs, artifacts and
+        # limits, which the API writes directly, so they need neither service.
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
     }
     log = (home / "server.log").open("wb")
     server = subprocess.Popen(
@@ -135,6 +142,26 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[LLMServerProcess]:
+    """One fake LLM server process for the session (Ollama, OpenAI, Anthropic wire formats)."""
+    with LLMServerProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> LLMServerProcess:
+    """The fake server, reset, with every provider pointed at it."""
+    llm_server.reset()
+    base_url = llm_server.base_url
+    monkeypatch.setenv("OLLAMA_HOST", base_url.removeprefix("http://"))
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{base_url}/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    return llm_server
 
 
 @pytest.fixture(autouse=True)

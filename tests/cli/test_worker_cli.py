@@ -24,12 +24,6 @@ pytestmark = pytest.mark.sqlite_only
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[LLMServerProcess]:
-    with LLMServerProcess() as server:
-        yield server
-
-
 @pytest.fixture
 def llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> LLMServerProcess:
     llm_server.reset()

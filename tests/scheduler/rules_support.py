@@ -7,10 +7,6 @@ helpers start the real worker and reservation-holder processes for crash tests.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -20,6 +16,9 @@ import sqlalchemy as sa
 
 from scheduler_core import Job, JobRun, JobStatus, SchedulerService
 from tests.conftest import wait_for
+from tests.support import drain, kill, start_module
+
+__all__ = ["drain", "kill", "start_module"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,31 +127,3 @@ def run_of(svc: SchedulerService, job: Job) -> JobRun:
     run = svc.get_job_run_for_job(job.job_id)
     assert run is not None, f"job {job.job_id} has no run"
     return run
-
-
-def start_module(module: str, *args: str) -> subprocess.Popen[str]:
-    """`python -m module args...` from the project root, stdout piped."""
-    return subprocess.Popen(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def kill(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL a process we started and reap it (so its pid is really gone)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def drain(svc: SchedulerService) -> int:
-    """Dispatch in this thread until nothing is eligible; the number of jobs run."""
-    n = 0
-    while svc.dispatch_one() is not None:
-        n += 1
-    return n

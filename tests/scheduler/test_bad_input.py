@@ -26,17 +26,6 @@ from scheduler_core import (
 from tests.scheduler.rules_support import GateHandler, count_rows, run_in_thread, status_of
 
 
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
-
-
 @contextmanager
 def refused(svc: SchedulerService, error: type[SchedulerError], *fragments: str) -> Iterator[None]:
     """The block raises `error` (a SchedulerError) naming every fragment; no row written."""

@@ -26,6 +26,7 @@ from scheduler_core import (
 )
 from tests.conftest import wait_for
 from tests.scheduler.handlers import E2EJobHandler, register_e2e
+from tests.support import drain
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,13 +47,6 @@ def handler(tmp_path: Path) -> E2EJobHandler:
 def e2e(svc: SchedulerService, handler: E2EJobHandler, executor: str) -> SchedulerService:
     register_e2e(svc, handler, executor=executor)
     return svc
-
-
-def drain(svc: SchedulerService) -> int:
-    n = 0
-    while svc.dispatch_one() is not None:
-        n += 1
-    return n
 
 
 class TestE2ENormalQueue:

@@ -35,17 +35,6 @@ from tests.scheduler.rules_support import (
 MUTABLE_RUN_FIELDS = {"status", "finished_at", "exit_code", "error", "artifacts"}
 
 
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
-
-
 def frozen_fields(run: JobRun) -> dict[str, Any]:
     return {k: v for k, v in run.model_dump().items() if k not in MUTABLE_RUN_FIELDS}
 

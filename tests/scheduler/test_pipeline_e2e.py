@@ -42,12 +42,6 @@ EXTERNAL_MODEL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[LLMServerProcess]:
-    with LLMServerProcess() as server:
-        yield server
-
-
 @pytest.fixture
 def llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> LLMServerProcess:
     """Point every provider without real credentials at the fake server (and reset it)."""

@@ -23,17 +23,6 @@ from tests.scheduler.rules_support import (
 )
 
 
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
-
-
 def test_cancelled_queued_job_never_runs_and_has_no_run(
     jobs: SchedulerService, handler: GateHandler
 ) -> None:

@@ -33,17 +33,6 @@ from tests.scheduler.rules_support import (
 )
 
 
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
-
-
 def test_reservation_pauses_dispatch_for_every_worker(
     open_service: Callable[..., SchedulerService], handler: GateHandler
 ) -> None:

@@ -20,17 +20,6 @@ from scheduler_core import (
 from tests.scheduler.rules_support import GateHandler, count_rows, drain, run_of, status_of
 
 
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
-
-
 def member(name: str, **params: Any) -> dict[str, Any]:
     extra = {k: params.pop(k) for k in ("max_retries", "priority") if k in params}
     return {"job_type": "job", "params": {"name": name, **params}, **extra}

@@ -19,11 +19,6 @@ from tests.scheduler.rules_support import (
 
 
 @pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
 def looping(
     open_service: Callable[..., SchedulerService], handler: GateHandler
 ) -> SchedulerService:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from scheduler_core import JobStatus, SchedulerService
 from tests.conftest import wait_for
 from tests.scheduler.rules_support import (
@@ -21,17 +19,6 @@ from tests.scheduler.rules_support import (
     status_of,
     wait_status,
 )
-
-
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
 
 
 def queued_names(svc: SchedulerService) -> list[str]:

@@ -20,17 +20,6 @@ from tests.conftest import wait_for
 from tests.scheduler.rules_support import GateHandler, count_rows, drain, run_of, status_of
 
 
-@pytest.fixture
-def handler() -> GateHandler:
-    return GateHandler()
-
-
-@pytest.fixture
-def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
-    svc.register("job", handler, resource="external")
-    return svc
-
-
 def test_failed_job_gets_a_linked_retry_with_the_same_type_params_and_priority(
     jobs: SchedulerService,
 ) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +13,9 @@ from typing import Any
 from scheduler_core import Job, JobRun, SchedulerService
 from scheduler_core.webhooks import DeliveryStatus, WebhookDeliveryView, list_webhook_deliveries
 from tests.conftest import wait_for
+from tests.support import drain, kill, start_module
+
+__all__ = ["drain", "kill"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,30 +103,7 @@ class Receiver:
 
 def start_worker(db_url: str, *args: str) -> subprocess.Popen[str]:
     """`python -m tests.webhooks.worker_process db_url args...`, stdout piped."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.webhooks.worker_process", db_url, *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def kill(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL a process we started and reap it, so its pid is really gone."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def drain(svc: SchedulerService) -> int:
-    """Dispatch in this thread until nothing is eligible; the number of jobs run."""
-    n = 0
-    while svc.dispatch_one() is not None:
-        n += 1
-    return n
+    return start_module("tests.webhooks.worker_process", db_url, *args)
 
 
 def run_for(svc: SchedulerService, job: Job) -> JobRun:

@@ -1,0 +1,19 @@
+"""Fixtures of the rule tests: a job type "job" whose handler the test can hold and release."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler_core import SchedulerService
+from tests.scheduler.rules_support import GateHandler
+
+
+@pytest.fixture
+def handler() -> GateHandler:
+    return GateHandler()
+
+
+@pytest.fixture
+def jobs(svc: SchedulerService, handler: GateHandler) -> SchedulerService:
+    svc.register("job", handler, resource="external")
+    return svc

@@ -1,0 +1,41 @@
+"""Helpers shared by every test package: real subprocesses, and draining a queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from scheduler_core import SchedulerService
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_module(module: str, *args: str) -> subprocess.Popen[str]:
+    """`python -m module args...` from the project root, stdout piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a process we started and reap it (so its pid is really gone)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def drain(svc: SchedulerService) -> int:
+    """Dispatch in this thread until nothing is eligible; the number of jobs run."""
+    n = 0
+    while svc.dispatch_one() is not None:
+        n += 1
+    return n
