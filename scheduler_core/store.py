@@ -473,7 +473,13 @@ class Store:
         return conn.execute(stmt, params).first()
 
     def _start(self, conn: Connection, job_id: int, *, worker_id: str, now: datetime) -> Claim:
-        """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once."""
+        """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once.
+
+        The start time is read here, after every lock of the claim is held (on
+        PostgreSQL they are taken inside the transaction), so a job never appears to
+        start before the run whose end made room for it.
+        """
+        now = max(now, utcnow())
         row = conn.execute(
             _Hot.start_job, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
         ).first()
