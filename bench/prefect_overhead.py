@@ -1,23 +1,18 @@
-"""Per-job overhead of the Prefect executor against a bare async Prefect flow call.
+"""Per-job overhead of running jobs as Prefect flow runs, against a bare flow call.
 
-    python -m bench.prefect_overhead [--jobs 30] [--repeat 3]
-
-Both sides run the same no-op async flow against the same Prefect API (the one in
-PREFECT_API_URL, or a temporary local server), alternating, in one process.
+Both sides run the same no-op async flow against the bench's Prefect server, in one
+process, alternating: the bare side awaits the flow directly; our side queues jobs
+and runs each with `dispatch_one()` through the PrefectExecutor (flow run created
+with the job's name and tags, its id stored on the JobRun, outcome recorded).
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import tempfile
-import time
-from pathlib import Path
-
 from prefect import flow
 
+from bench.config import Context
+from bench.measure import Goal, Result, alternate, compare, per_call_ms
 from flows.executor import install_prefect, register_flow
-from scheduler_core import SchedulerService
 
 
 @flow(name="bench-noop", persist_result=False)
@@ -25,48 +20,41 @@ async def noop(i: int = 0) -> list[str]:
     return []
 
 
-def bare_calls(executor_run, jobs: int) -> float:  # type: ignore[no-untyped-def]
-    async def calls() -> None:
-        for i in range(jobs):
-            await noop(i)
-
-    start = time.perf_counter()
-    executor_run(calls())
-    return (time.perf_counter() - start) / jobs
-
-
-def scheduled_jobs(svc: SchedulerService, jobs: int) -> float:
-    svc.enqueue_jobs([{"job_type": "noop", "params": {"i": i}} for i in range(jobs)])
-    start = time.perf_counter()
-    for _ in range(jobs):
-        assert svc.dispatch_one() is not None
-    return (time.perf_counter() - start) / jobs
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=30)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        svc = SchedulerService.open(f"sqlite:///{Path(tmp) / 'jobs.db'}", home=Path(tmp))
+def run(ctx: Context) -> list[Result]:
+    n = ctx.sizes.prefect_jobs
+    ctx.prefect.url()
+    with ctx.backend.database() as db:
+        svc = db.open_service()
         executor = install_prefect(svc)
         register_flow(svc, "noop", noop, resource="local")
-        executor.run(noop())  # warm up: server, flow registration
-        bare, ours = [], []
-        for _ in range(args.repeat):
-            bare.append(bare_calls(executor.run, args.jobs))
-            ours.append(scheduled_jobs(svc, args.jobs))
-        svc.close()
-    b, o = statistics.median(bare), statistics.median(ours)
-    print(
-        f"bare async flow call : {b * 1000:7.1f} ms/job  (runs: {[round(x * 1000) for x in bare]})"
-    )
-    print(
-        f"through the scheduler: {o * 1000:7.1f} ms/job  (runs: {[round(x * 1000) for x in ours]})"
-    )
-    print(f"ratio                : {o / b:7.2f}x")
 
+        async def bare_calls() -> None:
+            for i in range(n):
+                await noop(i)
 
-if __name__ == "__main__":
-    main()
+        def dispatch_all(jobs: int = n) -> None:
+            for _ in range(jobs):
+                if svc.dispatch_one() is None:
+                    raise AssertionError("dispatch_one found no queued job")
+
+        def ours() -> float:
+            svc.enqueue_jobs([{"job_type": "noop", "params": {"i": i}} for i in range(n)])
+            return per_call_ms(n, dispatch_all)
+
+        executor.run(noop())  # warm-up of both sides: connections, flow registration
+        svc.enqueue_job("noop")
+        dispatch_all(1)
+        bare, scheduled = alternate(
+            ctx.rounds, [lambda: per_call_ms(n, lambda: executor.run(bare_calls())), ours]
+        )
+    return [
+        compare(
+            "Prefect executor, no-op async flow, ms/job",
+            ctx.backend.name,
+            "ms",
+            scheduled,
+            bare,
+            baseline_label="bare async flow call, same server and process",
+            goal=Goal("<= 1.2x", 1.2, at_least=False, on_ratio=True),
+        )
+    ]

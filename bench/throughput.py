@@ -1,92 +1,77 @@
-"""No-op jobs per second through `dispatch_one()` against a raw sqlite3 claim+finish loop.
+"""No-op jobs/s, enqueue + dispatch + finish, with the queue held at a constant length.
 
-python -m bench.throughput [--queued 1000 100000] [--measure 2000] [--repeat 3]
+Each iteration enqueues one job (`enqueue_job`) and runs one (`dispatch_one`), so the
+queue stays at its pre-filled length while measuring. The raw baseline does the same
+three transactions (insert, claim, finish) with the bare driver.
 """
 
 from __future__ import annotations
 
-import argparse
-import sqlite3
-import statistics
-import tempfile
-import time
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import ExitStack
 
-from scheduler_core import SchedulerService
+from bench.backends import Db, fill
+from bench.config import Context
+from bench.measure import Goal, Result, alternate, compare, rate
 
-BATCH = 5000
+WARMUP = 50
 
 
-def raw_sqlite_pairs_per_second(path: Path, *, queued: int, measure: int) -> float:
-    """The floor of what any SQLite-backed queue can do: claim + finish, two commits."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE job (id INTEGER PRIMARY KEY, status TEXT, priority INT, position INT)")
-    db.execute("CREATE INDEX ix ON job (status, priority DESC, position, id)")
-    db.executemany(
-        "INSERT INTO job (status, priority, position) VALUES ('QUEUED', 0, ?)",
-        ((i,) for i in range(queued + measure)),
-    )
-    start = time.perf_counter()
-    for _ in range(measure):
-        db.execute("BEGIN IMMEDIATE")
-        (job_id,) = db.execute(
-            "SELECT id FROM job WHERE status='QUEUED' ORDER BY priority DESC, position, id LIMIT 1"
-        ).fetchone()
-        db.execute("UPDATE job SET status='RUNNING' WHERE id=? AND status='QUEUED'", (job_id,))
-        db.execute("COMMIT")
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE job SET status='DONE' WHERE id=? AND status='RUNNING'", (job_id,))
-        db.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    db.close()
-    return measure / elapsed
-
-
-def dispatch_one_per_second(path: Path, *, queued: int, measure: int) -> float:
-    svc = SchedulerService.open(f"sqlite:///{path}", retry_backoff_seconds=0, home=path.parent)
+def product_side(db: Db, *, queued: int, window: int) -> Callable[[], float]:
+    svc = db.open_service()
     svc.register("noop", lambda params: None)
-    total = queued + measure  # the queue never drops below `queued` while measuring
-    for first in range(0, total, BATCH):
-        n = min(BATCH, total - first)
-        svc.enqueue_jobs([{"job_type": "noop", "params": {}}] * n)
-    start = time.perf_counter()
-    for _ in range(measure):
-        assert svc.dispatch_one() is not None
-    elapsed = time.perf_counter() - start
-    svc.close()
-    return measure / elapsed
+    fill(svc, queued)
+
+    def step() -> None:
+        svc.enqueue_job("noop")
+        if svc.dispatch_one() is None:
+            raise AssertionError("dispatch_one found no job in a non-empty queue")
+
+    rate(WARMUP, step)
+    return lambda: rate(window, step)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--queued", type=int, nargs="+", default=[1000, 100_000])
-    parser.add_argument("--measure", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    header = f"{'queued':>8} {'raw sqlite3/s':>14} {'dispatch_one/s':>15} {'ratio':>6}"
-    print(f"{header}  (median of {args.repeat}, min-max)")
-    for queued in args.queued:
-        raw, ours = [], []
-        for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory() as tmp:
-                raw.append(
-                    raw_sqlite_pairs_per_second(
-                        Path(tmp) / "raw.db", queued=queued, measure=args.measure
-                    )
-                )
-                ours.append(
-                    dispatch_one_per_second(
-                        Path(tmp) / "jobs.db", queued=queued, measure=args.measure
-                    )
-                )
-        r, o = statistics.median(raw), statistics.median(ours)
-        print(
-            f"{queued:>8} {r:>14,.0f} {o:>15,.0f} {o / r:>6.3f}"
-            f"  raw {min(raw):,.0f}-{max(raw):,.0f}, ours {min(ours):,.0f}-{max(ours):,.0f}"
-        )
+def raw_side(db: Db, *, queued: int, window: int) -> Callable[[], float]:
+    raw = db.raw_queue()
+    raw.insert_many(queued)
+
+    def step() -> None:
+        raw.insert_one()
+        raw.claim_and_finish()
+
+    rate(WARMUP, step)
+    return lambda: rate(window, step)
 
 
-if __name__ == "__main__":
-    main()
+def run(ctx: Context) -> list[Result]:
+    s, name = ctx.sizes, ctx.backend.name
+    raw_label = "raw sqlite3" if name == "sqlite" else "raw psycopg SKIP LOCKED"
+    with ExitStack() as stack:
+        dbs = [stack.enter_context(ctx.backend.database()) for _ in range(3)]
+        ctx.say(f"filling {s.big_queue:,} queued jobs")
+        sides = [
+            raw_side(dbs[0], queued=s.small_queue, window=s.window),
+            product_side(dbs[1], queued=s.small_queue, window=s.window),
+            product_side(dbs[2], queued=s.big_queue, window=s.window),
+        ]
+        raw, small, big = alternate(ctx.rounds, sides)
+    return [
+        compare(
+            f"no-op jobs/s, {s.small_queue:,} queued",
+            name,
+            "jobs/s",
+            small,
+            raw,
+            baseline_label=f"{raw_label} insert+claim+finish",
+            goal=Goal(">= 3,000 jobs/s", 3000, at_least=True),
+        ),
+        compare(
+            f"no-op jobs/s, {s.big_queue:,} queued",
+            name,
+            "jobs/s",
+            big,
+            small,
+            baseline_label=f"ours, {s.small_queue:,} queued",
+            goal=Goal(">= 0.9x", 0.9, at_least=True, on_ratio=True),
+        ),
+    ]

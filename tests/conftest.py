@@ -4,7 +4,6 @@ SCHEDULER_TEST_POSTGRES_URL is set, on a fresh PostgreSQL schema too."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 
 from scheduler_core import SchedulerService
 from tests.llm_server.process import LLMServerProcess
+from tests.prefect_env import PREFECT_PORT
 
 POSTGRES_URL = os.environ.get("SCHEDULER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
@@ -67,21 +67,14 @@ def wait_for(
         time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect API server process for the session; its URL is exported to children."""
+    """A real Prefect API server process for the session, on the address fixed above."""
     import httpx
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
+    port = PREFECT_PORT
+    url = os.environ["PREFECT_API_URL"]
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -124,17 +117,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     try:
         wait_for(healthy, timeout=90, interval=0.2, what="the Prefect server")
-        exported = ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED")
-        saved = {k: os.environ.get(k) for k in exported}
-        os.environ["PREFECT_API_URL"] = url
-        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-        with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        yield url
     finally:
         server.terminate()
         try:

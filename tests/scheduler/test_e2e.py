@@ -107,7 +107,7 @@ class TestE2EDirect:
         e2e.enqueue_job("e2e", {"name": "job2"})
         worker = threading.Thread(target=e2e.dispatch_one)
         worker.start()
-        assert handler.started.wait(10), "job1 never started"
+        assert handler.started.wait(60), "job1 never started"
         direct_run: list = []
         caller = threading.Thread(
             target=lambda: direct_run.append(

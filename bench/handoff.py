@@ -1,0 +1,125 @@
+"""The Ollama handoff: idle time between one Ollama job ending and the next one starting.
+
+Ours runs through the real worker loop (`start(concurrency=2)`), so the free second
+slot must not let a second `ollama` job start; the gap is measured twice:
+- plain jobs: JobRun finished_at -> next JobRun started_at;
+- Prefect flow jobs: the end of one flow's `ollama_slot()` body -> the start of the next.
+The baseline is Prefect alone: several flows waiting on `concurrency("ollama")` at once,
+measured the same way (end of one holder's body -> start of the next holder's body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from contextlib import AbstractAsyncContextManager
+
+from prefect import flow
+from prefect.concurrency.asyncio import concurrency
+
+from bench.config import Context
+from bench.measure import Goal, Result, alternate, compare, gaps_ms, wait_until
+from flows.executor import ensure_ollama_limit, install_prefect, register_flow
+from flows.guard import OLLAMA_LIMIT, ollama_slot
+from scheduler_core import JobStatus, SchedulerService
+
+# (body start, body end) of every slot holder, per side; flows append, rounds clear.
+SPANS: dict[str, list[tuple[float, float]]] = {"prefect": [], "guard": []}
+
+
+async def _hold(slot: AbstractAsyncContextManager[object], side: str, seconds: float) -> None:
+    async with slot:
+        entered = time.time()
+        await asyncio.sleep(seconds)
+        SPANS[side].append((entered, time.time()))
+
+
+@flow(name="bench-prefect-gcl-holder", persist_result=False)
+async def prefect_holder(seconds: float) -> None:
+    await _hold(concurrency(OLLAMA_LIMIT, occupy=1, strict=True), "prefect", seconds)
+
+
+@flow(name="bench-ollama-job", persist_result=False)
+async def ollama_job(seconds: float) -> None:
+    await _hold(ollama_slot(), "guard", seconds)
+
+
+def _drain(svc: SchedulerService, job_ids: list[int]) -> None:
+    def done() -> bool:
+        return all(
+            svc.get_job(j).status not in (JobStatus.QUEUED, JobStatus.RUNNING) for j in job_ids
+        )
+
+    wait_until(done, timeout=300, what="the Ollama jobs")
+    failed = [j for j in job_ids if svc.get_job(j).status != JobStatus.COMPLETED]
+    if failed:
+        raise RuntimeError(f"Ollama jobs {failed} did not complete")
+
+
+def run(ctx: Context) -> list[Result]:
+    n, hold = ctx.sizes.handoff_jobs, ctx.sizes.handoff_hold
+    ctx.prefect.url()
+    worst: dict[str, float] = {}
+
+    def median_gap(side: str, spans: list[tuple[float, float]]) -> float:
+        gaps = gaps_ms(spans)
+        worst[side] = max([worst.get(side, 0.0), *gaps])
+        return statistics.median(gaps)
+
+    with ctx.backend.database() as db:
+        svc = db.open_service()
+        executor = install_prefect(svc)
+        executor.run(ensure_ollama_limit())
+        svc.register("ollama-sleep", lambda p: time.sleep(p["seconds"]), resource="ollama")
+        register_flow(svc, "ollama-flow", ollama_job, resource="ollama")
+        svc.start(concurrency=2)
+
+        def queued(job_type: str) -> list[int]:
+            jobs = [{"job_type": job_type, "params": {"seconds": hold}}] * n
+            return [job.job_id or 0 for job in svc.enqueue_jobs(jobs)]
+
+        def prefect_alone() -> float:
+            async def several() -> None:
+                await asyncio.gather(*(prefect_holder(hold) for _ in range(n)))
+
+            SPANS["prefect"].clear()
+            executor.run(several())
+            return median_gap("prefect", SPANS["prefect"])
+
+        def plain_jobs() -> float:
+            ids = queued("ollama-sleep")
+            _drain(svc, ids)
+            runs = [svc.get_job_run_for_job(j) for j in ids]
+            spans = [
+                (r.started_at.timestamp(), r.finished_at.timestamp())
+                for r in runs
+                if r and r.started_at and r.finished_at
+            ]
+            return median_gap("jobs", spans)
+
+        def flow_jobs() -> float:
+            SPANS["guard"].clear()
+            _drain(svc, queued("ollama-flow"))
+            return median_gap("flows", SPANS["guard"])
+
+        baseline, jobs, flows = alternate(ctx.rounds, [prefect_alone, plain_jobs, flow_jobs])
+        svc.stop()
+    label = f"Prefect concurrency('{OLLAMA_LIMIT}'), {n} flows waiting"
+    goal = Goal("< 50 ms", 50, at_least=False)
+    return [
+        compare(
+            f"Ollama handoff, {what} ({n}/round), ms",
+            ctx.backend.name,
+            "ms",
+            ours,
+            baseline,
+            baseline_label=label,
+            goal=goal,
+            note=f"worst gap {worst[side]:.1f} ms (Prefect alone {worst['prefect']:.0f} ms)",
+        )
+        for ours, side, what in (
+            (jobs, "jobs", "worker loop, JobRun end -> next start"),
+            (flows, "flows", "flow jobs, ollama_slot() end -> next start"),
+        )
+    ]
