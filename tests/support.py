@@ -12,6 +12,28 @@ from scheduler_core import SchedulerService
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The JSON shape of a run, shared by the API, the CLI and webhook payloads.
+RUN_KEYS = {
+    "run_id",
+    "job_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "exit_code",
+    "error",
+    "artifacts",
+    "log_path",
+    "flow_run_id",
+    "job_type",
+    "attempt",
+    "retry_of",
+    "group_id",
+    "sequence",
+    "priority",
+    "resource",
+}
+
 
 def start_module(module: str, *args: str) -> subprocess.Popen[str]:
     """`python -m module args...` from the project root, stdout piped."""

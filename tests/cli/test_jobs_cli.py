@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scheduler_core import JobStatus, SchedulerService
 from tests.cli.conftest import CLI, drain
+from tests.support import RUN_KEYS
 
 JOB_KEYS = {
     "job_id",
@@ -25,26 +26,6 @@ JOB_KEYS = {
     "queued_at",
     "started_at",
     "finished_at",
-}
-RUN_KEYS = {
-    "run_id",
-    "job_id",
-    "status",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "exit_code",
-    "error",
-    "artifacts",
-    "log_path",
-    "flow_run_id",
-    "job_type",
-    "attempt",
-    "retry_of",
-    "group_id",
-    "sequence",
-    "priority",
-    "resource",
 }
 
 

@@ -11,29 +11,9 @@ from scheduler_core.webhooks import (
     add_webhook_endpoint,
     verify,
 )
+from tests.support import RUN_KEYS
 from tests.webhooks.conftest import ReceiverFactory
 from tests.webhooks.support import drain, payload, run_for, wait_deliveries
-
-RUN_KEYS = {
-    "run_id",
-    "job_id",
-    "status",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "exit_code",
-    "error",
-    "artifacts",
-    "log_path",
-    "flow_run_id",
-    "job_type",
-    "attempt",
-    "retry_of",
-    "group_id",
-    "sequence",
-    "priority",
-    "resource",
-}
 
 Hooked = tuple[SchedulerService, WebhookDispatcher]
 
