@@ -930,17 +930,24 @@ class Store:
         ]
 
     def running_claims_by_worker(self, conn: Connection) -> dict[str | None, list[Claim]]:
-        rows = conn.execute(
-            sa.select(J, R.c.run_id)
-            .join(R, R.c.job_id == J.c.job_id, isouter=True)
-            .where(J.c.status == JobStatus.RUNNING.value)
-        ).all()
+        """Every RUNNING job with its run, by worker: two queries, however many there are."""
+        jobs = [_job(r) for r in conn.execute(sa.select(J).where(J.c.status == _RUNNING))]
+        runs = (
+            {
+                run.job_id: run
+                for run in (
+                    _run(r)
+                    for r in conn.execute(
+                        sa.select(R).where(R.c.job_id.in_([j.job_id for j in jobs]))
+                    )
+                )
+            }
+            if jobs
+            else {}
+        )
         out: dict[str | None, list[Claim]] = {}
-        for row in rows:
-            data = row._asdict()
-            run_id = data.pop("run_id")
-            job = Job.model_validate(data)
-            run = self.get_run(conn, run_id) if run_id is not None else None
+        for job in jobs:
+            run = runs.get(job.job_id or 0)
             if run is not None:
                 out.setdefault(job.worker_id, []).append(Claim(job=job, run=run))
         return out
