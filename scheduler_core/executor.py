@@ -101,8 +101,10 @@ class _RunLogRouter(logging.Handler):
         stream = self._routes.get(("run", getattr(record, "run_id", None))) or self._routes.get(
             ("flow_run", getattr(record, "flow_run_id", None))
         )
-        if stream is None:
-            return
+        if stream is not None:
+            self.write(stream, record)
+
+    def write(self, stream: Any, record: logging.LogRecord) -> None:
         # Name the step: Prefect's records carry their task or flow run's name.
         record.source = (
             getattr(record, "task_run_name", None)
@@ -117,6 +119,7 @@ class _RunLogRouter(logging.Handler):
 
 
 _router = _RunLogRouter()
+_made_dirs: set[Path] = set()
 
 
 @contextmanager
@@ -136,12 +139,15 @@ def run_log(
         yield log
         return
     path = Path(ctx.log_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _made_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made_dirs.add(path.parent)
     with path.open("a", encoding="utf-8") as stream:
         log.stream = stream
         _router.route(("run", ctx.run.run_id), stream)
         try:
-            log.info(
+            log.line(
+                logging.INFO,
                 "action=start job_id=%s run_id=%s type=%s attempt=%s params=%s",
                 ctx.job.job_id,
                 ctx.run.run_id,
@@ -166,6 +172,14 @@ class RunLog(logging.LoggerAdapter[logging.Logger]):
         self.stream: Any = None
         self.followed: list[object] = []
 
+    def line(self, level: int, msg: str, *args: object) -> None:
+        """One of our own lines, straight into the file: the run's start and end are
+        written for every job, and the logging machinery (caller lookup, handler
+        chain) would cost more than the rest of a no-op job's execution."""
+        if self.stream is not None:
+            record = logging.LogRecord(RUN_LOGGER, level, "", 0, msg, args, None)
+            _router.write(self.stream, record)
+
     def follow_flow_run(self, flow_run_id: str) -> None:
         if self.stream is not None:
             key = ("flow_run", flow_run_id)
@@ -173,11 +187,13 @@ class RunLog(logging.LoggerAdapter[logging.Logger]):
             self.followed.append(key)
 
 
-def log_outcome(log: logging.LoggerAdapter[Any], outcome: Outcome) -> None:
+def log_outcome(log: RunLog, outcome: Outcome) -> None:
     if outcome.status == JobRunStatus.COMPLETED:
-        log.info("action=finish status=COMPLETED artifacts=%s", outcome.artifacts)
+        log.line(logging.INFO, "action=finish status=COMPLETED artifacts=%s", outcome.artifacts)
     else:
-        log.error("action=finish status=%s error=%s", outcome.status.value, outcome.error)
+        log.line(
+            logging.ERROR, "action=finish status=%s error=%s", outcome.status.value, outcome.error
+        )
 
 
 class CallableExecutor:

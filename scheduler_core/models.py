@@ -43,6 +43,31 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # SQLite keeps timestamps as text. Writing and parsing that text with the datetime
+    # module's own ISO functions gives the same text SQLAlchemy's DATETIME writes
+    # ("2026-01-31 12:00:00.000000") in one C call each way: a job reads and writes
+    # about a dozen timestamps.
+
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            naive = self.process_bind_param(value, dialect)
+            return None if naive is None else naive.isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: sa.Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        parse = datetime.fromisoformat
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else parse(value).replace(tzinfo=UTC)
+
+        return process
+
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
@@ -161,8 +186,21 @@ class JobRecord(Job, table=True):
             "position",
             "job_id",
         ),
-        sa.Index("ix_job_group_sequence", "group_id", "sequence"),
-        sa.Index("ix_job_retry_of", "retry_of"),
+        # Partial: most jobs are neither group members nor retries, and an index entry
+        # per job would be written (and committed) for nothing.
+        sa.Index(
+            "ix_job_group_sequence",
+            "group_id",
+            "sequence",
+            sqlite_where=sa.text("group_id IS NOT NULL"),
+            postgresql_where=sa.text("group_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_job_retry_of",
+            "retry_of",
+            sqlite_where=sa.text("retry_of IS NOT NULL"),
+            postgresql_where=sa.text("retry_of IS NOT NULL"),
+        ),
     )
 
 

@@ -9,13 +9,15 @@ that caused them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,6 +46,7 @@ from scheduler_core.models import (
     WorkerRecord,
     utcnow,
 )
+from scheduler_core.prepared import prepared
 from scheduler_core.retry import RetryPolicy
 from scheduler_core.statuses import (
     TERMINAL_JOB_STATUSES,
@@ -64,8 +67,37 @@ RC: sa.Table = ResourceClass.__table__  # type: ignore[attr-defined]
 L: sa.Table = ConcurrencyLease.__table__  # type: ignore[attr-defined]
 
 _P = sa.bindparam
+M = TypeVar("M", Job, JobRun, JobGroup)
 _QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
 _NOT_HELD = J.c.held == sa.false()
+_JOB_INSERT_KEYS = (
+    "job_type",
+    "params",
+    "priority",
+    "position",
+    "status",
+    "resource",
+    "held",
+    "group_id",
+    "sequence",
+    "attempt",
+    "max_retries",
+    "not_before",
+    "origin",
+    "created_at",
+    "queued_at",
+)
+# The columns a new job row leaves empty.
+_UNSET_JOB = {"retry_of": None, "worker_id": None, "started_at": None, "finished_at": None}
+_RUN_INSERT_KEYS = (
+    "job_id",
+    "status",
+    "started_at",
+    "worker_id",
+    "params_snapshot",
+    "artifacts",
+    "log_path",
+)
 
 
 class _Hot:
@@ -98,27 +130,23 @@ class _Hot:
         .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource.in_(_P("names", expanding=True)))
         .group_by(J.c.resource)
     )
-    eligible = (
-        sa.select(J)
-        .where(
-            J.c.status == _QUEUED,
-            _NOT_HELD,
-            J.c.job_type.in_(_P("types", expanding=True)),
-            sa.or_(J.c.not_before.is_(None), J.c.not_before <= _P("now")),
-        )
-        .order_by(J.c.priority.desc(), J.c.position, J.c.job_id)
-        .limit(1)
+    running_of = sa.select(sa.func.count()).where(
+        J.c.status == _RUNNING, _NOT_HELD, J.c.resource == _P("resource")
     )
-    head = eligible.where(J.c.resource == _P("resource"))
-    head_skip_locked = head.with_for_update(skip_locked=True)
+    lock_resource = sa.select(RC.c.name).where(RC.c.name == _P("resource")).with_for_update()
+    dispatch_lock_shared = sa.select(sa.func.pg_advisory_xact_lock_shared(_P("key")))
+    dispatch_lock_exclusive = sa.select(sa.func.pg_advisory_xact_lock(_P("key")))
     start_job = (
         sa.update(J)
         .where(J.c.job_id == _P("b_job_id"), J.c.status == _QUEUED)
         .values(status=_RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
         .returning(*J.c)
     )
-    insert_run = sa.insert(R).returning(*R.c)
+    insert_run = sa.insert(R).values({k: _P(f"v_{k}") for k in _RUN_INSERT_KEYS}).returning(*R.c)
     insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
+    insert_one_job = (
+        sa.insert(J).values({k: _P(f"v_{k}") for k in _JOB_INSERT_KEYS}).returning(J.c.job_id)
+    )
     start_group = (
         sa.update(G)
         .where(G.c.group_id == _P("b_group_id"), G.c.status == JobGroupStatus.QUEUED.value)
@@ -190,30 +218,103 @@ class Finish:
     group: JobGroup | None
 
 
-def _job(row: Row[Any]) -> Job:
-    return Job.model_validate(row._mapping)
+def _enum_fields(model: type[Any]) -> dict[str, type[Enum]]:
+    fields: dict[str, type[Enum]] = {}
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            fields[name] = kind
+    return fields
 
 
-def _run(row: Row[Any]) -> JobRun:
-    return JobRun.model_validate(row._mapping)
+_ENUMS: dict[type[Any], dict[str, type[Enum]]] = {
+    model: _enum_fields(model) for model in (Job, JobRun, JobGroup)
+}
 
 
-def _group(row: Row[Any]) -> JobGroup:
-    return JobGroup.model_validate(row._mapping)
+def _value(model: type[M], data: dict[str, Any]) -> M:
+    """A public value from one of our own rows: the database already holds valid
+    values, so only the status/origin strings become their enums (no re-validation)."""
+    for name, enum in _ENUMS[model].items():
+        data[name] = enum(data[name])
+    return model.model_construct(**data)
 
 
-def _union_of_heads(n: int) -> sa.CompoundSelect:
-    """SQLite: the head of each of n resources in one statement, best first."""
-    parts = [
-        sa.select(_Hot.eligible.where(J.c.resource == _P(f"r{i}")).subquery(f"h{i}").c)
-        for i in range(n)
-    ]
-    union = sa.union_all(*parts)
-    return union.order_by(
-        union.selected_columns.priority.desc(),
-        union.selected_columns.position,
-        union.selected_columns.job_id,
-    ).limit(1)
+def _job(row: Any) -> Job:
+    return _value(Job, row._asdict())
+
+
+def _run(row: Any) -> JobRun:
+    return _value(JobRun, row._asdict())
+
+
+def _group(row: Any) -> JobGroup:
+    return _value(JobGroup, row._asdict())
+
+
+@functools.cache
+def _eligible(n_types: int) -> sa.Select[Any]:
+    """QUEUED, released, due jobs of n registered types, in dispatch order."""
+    return (
+        sa.select(J)
+        .where(
+            J.c.status == _QUEUED,
+            _NOT_HELD,
+            J.c.job_type.in_([_P(f"t{i}") for i in range(n_types)]),
+            sa.or_(J.c.not_before.is_(None), J.c.not_before <= _P("now")),
+        )
+        .order_by(J.c.priority.desc(), J.c.position, J.c.job_id)
+        .limit(1)
+    )
+
+
+@functools.cache
+def _head_skip_locked(n_types: int) -> sa.Select[Any]:
+    """PostgreSQL: the first job of one resource that no other claim has locked."""
+    return (
+        _eligible(n_types).where(J.c.resource == _P("resource")).with_for_update(skip_locked=True)
+    )
+
+
+@functools.cache
+def _claim_first(n_types: int) -> sa.Update:
+    """SQLite: the whole claim in one statement (the write lock is already held).
+
+    Start the first job, in dispatch order, among the heads of every resource class
+    that is under its cap, unless a direct reservation pauses the queue. Each head is
+    an index seek, so the cost does not grow with the queue.
+    """
+    head_id = (
+        _eligible(n_types)
+        .with_only_columns(J.c.job_id)
+        .where(J.c.resource == RC.c.name)
+        .correlate(RC)
+        .scalar_subquery()
+    )
+    running = (
+        sa.select(sa.func.count())
+        .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource == RC.c.name)
+        .correlate(RC)
+        .scalar_subquery()
+    )
+    head = J.alias("head")
+    best = (
+        sa.select(head.c.job_id)
+        .select_from(RC.join(head, head.c.job_id == head_id))
+        .where(
+            sa.or_(RC.c.limit.is_(None), running < RC.c.limit),
+            ~sa.exists(_Hot.has_reservation.with_only_columns(RES.c.reservation_id)),
+        )
+        .order_by(head.c.priority.desc(), head.c.position, head.c.job_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        sa.update(J)
+        .where(J.c.job_id == best, J.c.status == _QUEUED)
+        .values(status=_RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
+        .returning(*J.c)
+    )
 
 
 class PositionClock:
@@ -245,7 +346,6 @@ class Store:
         self.terminal_hooks: list[TerminalHook] = []
         self.group_hooks: list[GroupHook] = []
         self._known_resources: set[str] = set()
-        self._union_heads: dict[tuple[str, ...], sa.CompoundSelect] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -259,10 +359,8 @@ class Store:
 
     def _dispatch_lock(self, conn: Connection, *, exclusive: bool) -> None:
         if self.is_postgres:
-            fn = (
-                sa.func.pg_advisory_xact_lock if exclusive else sa.func.pg_advisory_xact_lock_shared
-            )
-            conn.execute(sa.select(fn(_DISPATCH_LOCK_KEY)))
+            lock = _Hot.dispatch_lock_exclusive if exclusive else _Hot.dispatch_lock_shared
+            prepared(conn, lock).run(conn, {"key": _DISPATCH_LOCK_KEY}).close()
 
     def ensure_resources(self, conn: Connection, names: Iterable[str]) -> None:
         missing = set(names) - self._known_resources
@@ -312,10 +410,14 @@ class Store:
             }
             for i, s in enumerate(specs)
         ]
-        ids = conn.execute(_Hot.insert_job, rows).scalars().all()
+        if len(rows) == 1:  # enqueue_job: the hot path
+            insert = prepared(conn, _Hot.insert_one_job)
+            ids = [insert.scalar(conn, {f"v_{k}": v for k, v in rows[0].items()})]
+        else:
+            ids = conn.execute(_Hot.insert_job, rows).scalars().all()
         # The rows are known: build the values here instead of reading them back.
         return [
-            Job.model_validate({**row, "job_id": job_id})
+            _value(Job, {**row, "job_id": job_id, **_UNSET_JOB})
             for row, job_id in zip(rows, ids, strict=True)
         ]
 
@@ -416,18 +518,11 @@ class Store:
             return {}
         return {r: n for r, n in conn.execute(_Hot.running_counts, {"names": names}).all()}
 
-    def _head(
-        self, conn: Connection, resource: str, job_types: Sequence[str], now: datetime
-    ) -> Row[Any] | None:
-        stmt = _Hot.head_skip_locked if self.is_postgres else _Hot.head
-        params = {"resource": resource, "types": list(job_types), "now": now}
-        return conn.execute(stmt, params).first()
-
     def _resource_is_full(self, conn: Connection, resource: str, limit: int) -> bool:
         if self.is_postgres:
             # Serialise claims of a capped resource across processes.
-            conn.execute(sa.select(RC.c.name).where(RC.c.name == resource).with_for_update())
-        return self._running_counts(conn, [resource]).get(resource, 0) >= limit
+            prepared(conn, _Hot.lock_resource).run(conn, {"resource": resource}).close()
+        return int(prepared(conn, _Hot.running_of).scalar(conn, {"resource": resource})) >= limit
 
     def claim_next(
         self, conn: Connection, *, worker_id: str, job_types: Sequence[str], now: datetime
@@ -435,8 +530,13 @@ class Store:
         """Claim the next eligible job for this worker, or None when nothing may run."""
         if not job_types:
             return None
+        if not self.is_postgres:
+            params: dict[str, Any] = {f"t{i}": name for i, name in enumerate(job_types)}
+            params.update(now=now, b_now=now, b_worker_id=worker_id)
+            row = prepared(conn, _claim_first(len(job_types))).first(conn, params)
+            return None if row is None else self._started(conn, row, worker_id=worker_id, now=now)
         self._dispatch_lock(conn, exclusive=False)
-        state = conn.execute(_Hot.dispatch_state, {"now": now}).all()
+        state = prepared(conn, _Hot.dispatch_state).all(conn, {"now": now})
         if not state or state[0].reserved:
             return None
         capped = {r.name: r.limit for r in state if r.limit is not None}
@@ -447,30 +547,21 @@ class Store:
             if best is None:
                 return None
             limit = capped.get(best.resource)
-            if (
-                limit is not None
-                and self.is_postgres
-                and self._resource_is_full(conn, best.resource, limit)
-            ):
+            if limit is not None and self._resource_is_full(conn, best.resource, limit):
                 excluded.add(best.resource)
                 continue
             return self._start(conn, best.job_id, worker_id=worker_id, now=now)
 
     def _best_head(
         self, conn: Connection, resources: tuple[str, ...], job_types: Sequence[str], now: datetime
-    ) -> Row[Any] | None:
-        """The first job in dispatch order among the heads of each resource's queue."""
-        if not resources:
-            return None
-        if self.is_postgres:
-            heads = [h for r in resources if (h := self._head(conn, r, job_types, now))]
-            return min(heads, key=lambda r: (-r.priority, r.position, r.job_id), default=None)
-        stmt = self._union_heads.get(resources)
-        if stmt is None:
-            stmt = self._union_heads[resources] = _union_of_heads(len(resources))
-        params: dict[str, Any] = {"types": list(job_types), "now": now}
-        params.update({f"r{i}": name for i, name in enumerate(resources)})
-        return conn.execute(stmt, params).first()
+    ) -> Any | None:
+        """PostgreSQL: the first job in dispatch order among the unlocked heads of each
+        resource's queue."""
+        params: dict[str, Any] = {f"t{i}": name for i, name in enumerate(job_types)}
+        params["now"] = now
+        head = prepared(conn, _head_skip_locked(len(job_types)))
+        heads = [h for r in resources if (h := head.first(conn, {**params, "resource": r}))]
+        return min(heads, key=lambda r: (-r.priority, r.position, r.job_id), default=None)
 
     def _start(self, conn: Connection, job_id: int, *, worker_id: str, now: datetime) -> Claim:
         """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once.
@@ -480,26 +571,32 @@ class Store:
         start before the run whose end made room for it.
         """
         now = max(now, utcnow())
-        row = conn.execute(
-            _Hot.start_job, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
-        ).first()
+        row = prepared(conn, _Hot.start_job).first(
+            conn, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
+        )
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
+        return self._started(conn, row, worker_id=worker_id, now=now)
+
+    def _started(self, conn: Connection, row: Any, *, worker_id: str, now: datetime) -> Claim:
+        """The rest of a start: the job's JobRun, and its group's start."""
         job = _job(row)
-        run_row = conn.execute(
-            _Hot.insert_run,
+        run_row = prepared(conn, _Hot.insert_run).first(
+            conn,
             {
-                "job_id": job_id,
-                "status": JobRunStatus.RUNNING.value,
-                "started_at": now,
-                "worker_id": worker_id,
-                "params_snapshot": job.params,
-                "artifacts": [],
-                "log_path": self.log_path_for(job),
+                "v_job_id": job.job_id,
+                "v_status": JobRunStatus.RUNNING.value,
+                "v_started_at": now,
+                "v_worker_id": worker_id,
+                "v_params_snapshot": job.params,
+                "v_artifacts": [],
+                "v_log_path": self.log_path_for(job),
             },
-        ).one()
+        )
         if job.group_id is not None:
-            conn.execute(_Hot.start_group, {"b_group_id": job.group_id, "b_now": now})
+            prepared(conn, _Hot.start_group).run(
+                conn, {"b_group_id": job.group_id, "b_now": now}
+            ).close()
         return Claim(job=job, run=_run(run_row))
 
     def claim_direct(
@@ -553,8 +650,8 @@ class Store:
     def finish(self, conn: Connection, claim: Claim, outcome: Outcome, *, now: datetime) -> Finish:
         """Close a RUNNING run and its job, then apply the retry and group rules."""
         job_status = JobStatus(outcome.status.value)
-        run_row = conn.execute(
-            _Hot.finish_run,
+        run_row = prepared(conn, _Hot.finish_run).first(
+            conn,
             {
                 "b_run_id": claim.run.run_id,
                 "b_status": outcome.status.value,
@@ -563,11 +660,10 @@ class Store:
                 "b_error": outcome.error,
                 "b_artifacts": list(outcome.artifacts),
             },
-        ).first()
-        job_row = conn.execute(
-            _Hot.finish_job,
-            {"b_job_id": claim.job.job_id, "b_status": job_status.value, "b_now": now},
-        ).first()
+        )
+        job_row = prepared(conn, _Hot.finish_job).first(
+            conn, {"b_job_id": claim.job.job_id, "b_status": job_status.value, "b_now": now}
+        )
         if run_row is None or job_row is None:
             raise StaleStateError(
                 f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "

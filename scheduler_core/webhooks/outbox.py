@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from scheduler_core.models import Job, JobGroup, JobRun
+from scheduler_core.prepared import prepared
 from scheduler_core.webhooks import deliveries
 from scheduler_core.webhooks.events import (
     Event,
@@ -46,7 +47,7 @@ def wake_after_commit(engine: sa.Engine, wake: Callable[[], None]) -> None:
 
 
 def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> None:
-    endpoints = conn.execute(deliveries.ENABLED_ENDPOINTS).all()
+    endpoints = prepared(conn, deliveries.ENABLED_ENDPOINTS).all(conn)
     targets = [e.endpoint_id for e in endpoints if matches(event_type, e.events)]
     if not targets:
         return

@@ -1,0 +1,89 @@
+"""Prepared statements: the same SQL, values and errors as SQLAlchemy's own execution."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from scheduler_core import Job, JobGroup, JobRun, SchedulerService
+from scheduler_core.models import UTCDateTime
+from scheduler_core.prepared import Prepared, prepared
+from scheduler_core.store import G, J, R, _group, _job, _run
+
+
+def _fill(svc: SchedulerService) -> None:
+    svc.register("noop", lambda p: None)
+    svc.register("boom", lambda p: 1 / 0)
+    svc.enqueue_job("noop", {"nested": {"a": [1, 2.5, None, "ü"]}}, priority=3)
+    svc.enqueue_job("boom", max_retries=1, not_before=datetime(2000, 1, 1, tzinfo=UTC))
+    svc.create_job_group([{"job_type": "noop"}, {"job_type": "boom", "max_retries": 0}], name="g")
+    while svc.dispatch_one() is not None:
+        pass
+
+
+def test_rows_read_through_the_driver_equal_sqlalchemys(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc = open_service()
+    _fill(svc)
+    for table in (J, R, G):
+        stmt = sa.select(table).order_by(*table.primary_key.columns)
+        ours = svc.db.read(lambda c, stmt=stmt: prepared(c, stmt).all(c))
+        theirs = svc.db.read(lambda c, stmt=stmt: c.execute(stmt).all())
+        assert len(ours) == len(theirs) > 0
+        assert [tuple(r) for r in ours] == [tuple(r) for r in theirs]
+        assert [r._asdict() for r in ours] == [r._asdict() for r in theirs]
+
+
+def test_public_values_built_from_rows_equal_validated_ones(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc = open_service()
+    _fill(svc)
+    for table, build, model in ((J, _job, Job), (R, _run, JobRun), (G, _group, JobGroup)):
+        rows = svc.db.read(lambda c, t=table: c.execute(sa.select(t)).all())
+        for row in rows:
+            built, validated = build(row), model.model_validate(row._mapping)
+            assert built == validated
+            assert built.model_dump() == validated.model_dump()
+            assert built.model_dump_json() == validated.model_dump_json()
+
+
+def test_driver_errors_are_raised_as_sqlalchemy_errors(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc = open_service()
+    svc.register("noop", lambda p: None)
+    job = svc.enqueue_job("noop")
+    duplicate = sa.insert(J).values(job_id=sa.bindparam("id"), job_type="noop")
+    with pytest.raises(sa.exc.IntegrityError):
+        svc.db.write(lambda c: Prepared(duplicate, c.dialect).run(c, {"id": job.job_id}))
+    assert [j.job_id for j in svc.list_jobs()] == [job.job_id]
+
+
+def test_expanding_parameters_are_refused_at_compile_time() -> None:
+    stmt = sa.select(J.c.job_id).where(J.c.job_type.in_(sa.bindparam("types", expanding=True)))
+    with pytest.raises(ValueError, match="expanding"):
+        Prepared(stmt, sa.create_engine("sqlite://").dialect)
+
+
+def test_sqlite_timestamps_keep_sqlalchemys_text_format() -> None:
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    stock = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    for value in (
+        datetime(2026, 1, 31, 12, 0, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=timezone(timedelta(hours=2))),
+    ):
+        assert ours(value) == stock(value.astimezone(UTC).replace(tzinfo=None))
+    parse = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert parse("2026-01-31 12:00:00") == datetime(2026, 1, 31, 12, tzinfo=UTC)
+    assert parse(stock(datetime(2026, 1, 31, 12, 0, 0, 5))) == datetime(
+        2026, 1, 31, 12, 0, 0, 5, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ours(datetime(2026, 1, 31))
