@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,10 +69,13 @@ def _sqlite_engine(url: str) -> Engine:
     else:
         Path(parsed.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         # Transactions always end in commit or rollback, so the pool's reset is redundant.
+        # Each thread keeps its connection between transactions (see Database), so the
+        # pool must not cap how many threads there are.
         engine = sa.create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=10,
+            max_overflow=-1,
             pool_reset_on_return=None,
         )
 
@@ -149,22 +154,72 @@ def _is_transient(exc: BaseException) -> bool:
     return operational and any(t in text for t in transient)
 
 
+class _Kept:
+    """A thread's connection, returned to the pool when the thread ends."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class Database:
-    """The one place that opens transactions; retries transient failures, never half-writes."""
+    """The one place that opens transactions; retries transient failures, never half-writes.
+
+    On a SQLite file each thread keeps its connection between transactions: taking
+    one from the pool and giving it back costs more than a dispatch statement. On
+    PostgreSQL connections are pooled per transaction (a server's connections are
+    scarce; a local file's are not).
+    """
 
     def __init__(self, engine: Engine, *, retry_seconds: float = 30.0) -> None:
         self.engine = engine
         self.retry_seconds = retry_seconds
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.in_memory = self.is_sqlite and engine.url.database in (None, "", ":memory:")
+        # Called with the connection after every write transaction, committed or not.
+        self.after_write: list[Callable[[Connection], None]] = []
+        self._keep = self.is_sqlite and not self.in_memory
+        self._local = threading.local()
+        self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
+
+    def _connection(self) -> tuple[Connection, bool]:
+        """A connection for one transaction, and whether it goes back to the pool after."""
+        if not self._keep:
+            return self.engine.connect(), True
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        if kept is None or kept.conn.closed or kept.conn.invalidated:
+            kept = self._local.kept = _Kept(self.engine.connect())
+            self._kept.add(kept)
+        elif kept.conn.in_transaction():  # a transaction inside another one
+            return self.engine.connect(), True
+        return kept.conn, False
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            if write and self.is_sqlite:
-                conn = conn.execution_options(**{_IMMEDIATE: True})
+        conn, release = self._connection()
+        try:
+            if self.is_sqlite:
+                conn.execution_options(**{_IMMEDIATE: write})
             with conn.begin():
                 yield conn
+        except BaseException:
+            # A failed transaction may leave the connection in any state: start afresh.
+            release = True
+            raise
+        finally:
+            if write:
+                for hook in self.after_write:
+                    hook(conn)
+            if release:
+                conn.close()
 
     def write(self, fn: Callable[[Connection], T]) -> T:
         """Run fn in one write transaction; a transient error reruns it whole."""
@@ -200,4 +255,6 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def dispose(self) -> None:
+        for kept in list(self._kept):
+            kept.close()
         self.engine.dispose()

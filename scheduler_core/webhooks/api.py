@@ -64,7 +64,7 @@ def install_webhooks(
     dispatcher = WebhookDispatcher(svc.db, settings=resolved, is_postgres=svc.store.is_postgres)
     svc.store.terminal_hooks.append(on_terminal_run)
     svc.store.group_hooks.append(on_terminal_group)
-    wake_after_commit(svc.db.engine, dispatcher.wake)
+    wake_after_commit(svc.db, dispatcher.wake)
     _installed[svc] = dispatcher
     return dispatcher
 

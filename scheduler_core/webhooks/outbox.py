@@ -1,17 +1,17 @@
 """The store hooks: an event and its deliveries are written in the state change's transaction.
 
 So a run can not end without its event, and an event never exists for a change that
-rolled back. The sender is woken only once the transaction is committed (when its
-connection returns to the pool), so it never looks before the rows are visible.
+rolled back. The sender is woken only once the transaction has ended, so it never looks before
+the rows are visible.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from scheduler_core.database import Database
 from scheduler_core.models import Job, JobGroup, JobRun
 from scheduler_core.prepared import prepared
 from scheduler_core.webhooks import deliveries
@@ -32,18 +32,17 @@ def request_wake(conn: Connection) -> None:
     conn.info[_WAKE] = True
 
 
-def wake_after_commit(engine: sa.Engine, wake: Callable[[], None]) -> None:
-    """Call `wake` when a connection that asked for it is checked in (after its commit).
+def wake_after_commit(db: Database, wake: Callable[[], None]) -> None:
+    """Call `wake` when a transaction that asked for it has ended (after its commit).
 
     A rolled-back transaction wakes the sender too; it finds nothing, which is harmless.
     """
 
-    def on_checkin(_dbapi_conn: object, record: object) -> None:
-        info = getattr(record, "info", None)
-        if info is not None and info.pop(_WAKE, False):
+    def after_write(conn: Connection) -> None:
+        if conn.info.pop(_WAKE, False):
             wake()
 
-    sa.event.listen(engine, "checkin", on_checkin)
+    db.after_write.append(after_write)
 
 
 def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> None:

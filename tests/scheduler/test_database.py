@@ -85,3 +85,47 @@ def test_unsupported_database_url_is_refused_with_a_hint(url: str) -> None:
 def test_postgres_urls_are_normalised_to_psycopg() -> None:
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_each_thread_keeps_one_sqlite_connection_and_returns_it_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    with SchedulerService.open(f"sqlite:///{tmp_path / 'jobs.db'}") as svc:
+        svc.register("noop", lambda p: None)
+        svc.enqueue_job("noop")
+        pool = svc.db.engine.pool
+        held_by_main = pool.checkedout()  # type: ignore[attr-defined]
+        barrier = threading.Barrier(25)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                barrier.wait(timeout=30)  # all 25 hold a connection at once: more than
+                for _ in range(3):  # the pool's size, which must not block anyone
+                    svc.enqueue_job("noop")
+                    svc.list_jobs(limit=1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(25)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        assert len(svc.list_jobs()) == 1 + 25 * 3
+        assert pool.checkedout() == held_by_main  # type: ignore[attr-defined]
+
+
+def test_a_transaction_inside_another_uses_its_own_connection(tmp_path: Path) -> None:
+    with SchedulerService.open(f"sqlite:///{tmp_path / 'jobs.db'}") as svc:
+        svc.register("noop", lambda p: None)
+        job = svc.enqueue_job("noop")
+
+        def outer(conn: sa.Connection) -> int:
+            inner = svc.get_job(job.job_id or 0)  # a read transaction while this one is open
+            conn.exec_driver_sql("UPDATE job SET priority = 7")
+            return inner.priority
+
+        assert svc.db.write(outer) == 0
+        assert svc.get_job(job.job_id or 0).priority == 7
