@@ -157,10 +157,11 @@ def _is_transient(exc: BaseException) -> bool:
 class _Kept:
     """A thread's connection, returned to the pool when the thread ends."""
 
-    __slots__ = ("__weakref__", "conn")
+    __slots__ = ("__weakref__", "conn", "immediate")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.immediate: bool | None = None  # how its next BEGIN starts, once set
 
     def close(self) -> None:
         if not self.conn.closed:
@@ -190,24 +191,26 @@ class Database:
         self._local = threading.local()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
 
-    def _connection(self) -> tuple[Connection, bool]:
+    def _connection(self, *, write: bool) -> tuple[Connection, bool]:
         """A connection for one transaction, and whether it goes back to the pool after."""
-        if not self._keep:
-            return self.engine.connect(), True
-        kept: _Kept | None = getattr(self._local, "kept", None)
-        if kept is None or kept.conn.closed or kept.conn.invalidated:
+        kept: _Kept | None = getattr(self._local, "kept", None) if self._keep else None
+        if self._keep and (kept is None or kept.conn.closed or kept.conn.invalidated):
             kept = self._local.kept = _Kept(self.engine.connect())
             self._kept.add(kept)
-        elif kept.conn.in_transaction():  # a transaction inside another one
-            return self.engine.connect(), True
+        if kept is None or kept.conn.in_transaction():  # not kept, or nested
+            conn = self.engine.connect()
+            if self.is_sqlite:
+                conn.execution_options(**{_IMMEDIATE: write})
+            return conn, True
+        if kept.immediate is not write:
+            kept.conn.execution_options(**{_IMMEDIATE: write})
+            kept.immediate = write
         return kept.conn, False
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
-        conn, release = self._connection()
+        conn, release = self._connection(write=write)
         try:
-            if self.is_sqlite:
-                conn.execution_options(**{_IMMEDIATE: write})
             with conn.begin():
                 yield conn
         except BaseException:

@@ -8,11 +8,11 @@ Other executors (Prefect flow runs, in `flows.executor`) implement the same
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scheduler_core.models import Job, JobRun
@@ -119,7 +119,7 @@ class _RunLogRouter(logging.Handler):
 
 
 _router = _RunLogRouter()
-_made_dirs: set[Path] = set()
+_made_dirs: set[str] = set()
 
 
 @contextmanager
@@ -138,11 +138,13 @@ def run_log(
     if ctx.log_path is None:
         yield log
         return
-    path = Path(ctx.log_path)
-    if path.parent not in _made_dirs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _made_dirs.add(path.parent)
-    with path.open("a", encoding="utf-8") as stream:
+    # A str path, not a Path: on Python 3.11 pathlib interns the parts it parses, and
+    # every run's file name is new.
+    directory = os.path.dirname(ctx.log_path)
+    if directory not in _made_dirs:
+        os.makedirs(directory, exist_ok=True)
+        _made_dirs.add(directory)
+    with open(ctx.log_path, "a", encoding="utf-8") as stream:
         log.stream = stream
         _router.route(("run", ctx.run.run_id), stream)
         try:

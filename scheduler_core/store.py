@@ -10,6 +10,7 @@ that caused them.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -352,7 +353,10 @@ class Store:
     def log_path_for(self, job: Job) -> str | None:
         if self.log_dir is None:
             return None
-        return str(self.log_dir / f"{job.job_type}-job-{job.job_id}-attempt-{job.attempt}.log")
+        # os.path, not pathlib: on Python 3.11 pathlib interns every part it parses, and
+        # each run's file name is new, so the interpreter's interned-string table grows.
+        name = f"{job.job_type}-job-{job.job_id}-attempt-{job.attempt}.log"
+        return os.path.join(self.log_dir, name)
 
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)

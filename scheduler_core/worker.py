@@ -65,14 +65,19 @@ class WorkerLoop:
         poll = self.service.settings.poll_interval
         while not self._draining.is_set():
             seen = signal.version
-            while self._free() > 0 and not self._draining.is_set():
-                claim = self._claim()
-                if claim is None:
-                    break
-                with self._lock:
-                    self.running += 1
-                self._pool.submit(self._execute, claim)
+            while self._free() > 0 and not self._draining.is_set() and self._start_next():
+                pass
             signal.wait(seen, poll)
+
+    def _start_next(self) -> bool:
+        # Its own frame: the loop must not keep the last claim alive while it waits.
+        claim = self._claim()
+        if claim is None:
+            return False
+        with self._lock:
+            self.running += 1
+        self._pool.submit(self._execute, claim)
+        return True
 
     def _claim(self) -> Claim | None:
         try:

@@ -1,0 +1,96 @@
+"""The worker loop keeps nothing per job: once warm, running more jobs adds no Python
+memory, no objects and no threads. RSS is too noisy for a test (allocator
+fragmentation, see docs/benchmarks.md); Python's own accounting is exact."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bench.memory import Handled
+from scheduler_core import JobStatus, SchedulerService
+
+WARM_UP = 200
+MEASURED = 3000
+
+
+def _run(svc: SchedulerService, handler: Handled, n: int) -> None:
+    """Queue n jobs (batches of 100, the same before and after the snapshot) and drain."""
+    target = handler.count + n
+    for _ in range(n // 100):
+        svc.enqueue_jobs([{"job_type": "noop"}] * 100)
+    while True:
+        seen = svc.signal.version
+        if handler.count >= target and not svc.running_count:
+            return
+        assert svc.signal.wait(seen, 30), f"{handler.count} of {target} jobs ran"
+
+
+# What each job creates; none of it may outlive its job. (Counting every object would
+# also count bounded churn, e.g. sqlite3 keeps up to 200 dead cursor weakrefs per
+# connection before it prunes them.)
+PER_JOB = {
+    "Job",
+    "JobRun",
+    "Claim",
+    "Finish",
+    "Outcome",
+    "ExecutionContext",
+    "RunLog",
+    "LogRecord",
+    "Future",
+    "TextIOWrapper",
+    "Thread",
+}
+
+
+def _objects() -> Counter[str]:
+    return Counter(name for o in gc.get_objects() if (name := type(o).__name__) in PER_JOB)
+
+
+def _traced_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> list[Any]:
+    # pathlib interns each new run-log file name on Python 3.11; the interned-string
+    # table that holds them resizes once (about 1 MB), which is not per-job state.
+    ignore = [tracemalloc.Filter(False, "*/pathlib.py"), tracemalloc.Filter(False, __file__)]
+    return after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
+
+
+@pytest.mark.slow
+def test_worker_loop_keeps_no_state_per_job(open_service: Callable[..., SchedulerService]) -> None:
+    # Frequent recovery passes (and heartbeats, see TEST_SETTINGS): their periodic
+    # paths run many times inside the measured window too.
+    svc = open_service(recovery_interval=0.1)
+    handler = Handled()
+    svc.register("noop", handler)
+    svc.start(concurrency=2)
+    tracemalloc.start()
+    try:
+        # Warm: every statement compiled, every thread started, every connection open.
+        _run(svc, handler, WARM_UP)
+        gc.collect()
+        # Objects are counted before a snapshot exists: a snapshot is made of objects.
+        objects, threads = _objects(), set(threading.enumerate())
+        before = tracemalloc.take_snapshot()
+        _run(svc, handler, MEASURED)
+        gc.collect()
+        new_objects = _objects()
+        new_objects.subtract(objects)
+        after = tracemalloc.take_snapshot()
+        grown = _traced_growth(before, after)
+        assert set(threading.enumerate()) == threads
+    finally:
+        tracemalloc.stop()
+        svc.stop(timeout=10)
+    assert not +new_objects, f"per-job objects kept after {MEASURED} jobs: {+new_objects}"
+    total = sum(s.size_diff for s in grown)
+    top = "\n".join(str(s) for s in grown[:5])
+    # Under 50 bytes a job. What remains is bounded churn: sqlite3 prunes its list of
+    # dead cursor weakrefs only every 200 cursors per connection (up to ~16 KB each).
+    assert total < 50 * MEASURED, f"{total / 1024:.0f} KiB more after {MEASURED} jobs:\n{top}"
+    assert not svc.list_jobs(JobStatus.QUEUED, limit=1)
