@@ -90,6 +90,7 @@ _JOB_INSERT_KEYS = (
 )
 # The columns a new job row leaves empty.
 _UNSET_JOB = {"retry_of": None, "worker_id": None, "started_at": None, "finished_at": None}
+_UNSET_RUN = {"finished_at": None, "exit_code": None, "error": None, "flow_run_id": None}
 _RUN_INSERT_KEYS = (
     "job_id",
     "status",
@@ -143,7 +144,9 @@ class _Hot:
         .values(status=_RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
         .returning(*J.c)
     )
-    insert_run = sa.insert(R).values({k: _P(f"v_{k}") for k in _RUN_INSERT_KEYS}).returning(*R.c)
+    insert_run = (
+        sa.insert(R).values({k: _P(f"v_{k}") for k in _RUN_INSERT_KEYS}).returning(R.c.run_id)
+    )
     insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
     insert_one_job = (
         sa.insert(J).values({k: _P(f"v_{k}") for k in _JOB_INSERT_KEYS}).returning(J.c.job_id)
@@ -169,7 +172,6 @@ class _Hot:
         sa.update(J)
         .where(J.c.job_id == _P("b_job_id"), J.c.status == _RUNNING)
         .values(status=_P("b_status"), finished_at=_P("b_now"))
-        .returning(*J.c)
     )
 
 
@@ -234,11 +236,15 @@ _ENUMS: dict[type[Any], dict[str, type[Enum]]] = {
 
 
 def _value(model: type[M], data: dict[str, Any]) -> M:
-    """A public value from one of our own rows: the database already holds valid
-    values, so only the status/origin strings become their enums (no re-validation)."""
+    """A public value from one of our own rows (every field, valid values): only the
+    status/origin strings become their enums. What `model_construct` does, without
+    its per-field alias and default checks, which cost more than the row's SQL."""
     for name, enum in _ENUMS[model].items():
         data[name] = enum(data[name])
-    return model.model_construct(**data)
+    value = model.__new__(model)  # SQLModel's __new__ sets pydantic's private slots
+    object.__setattr__(value, "__dict__", data)
+    object.__setattr__(value, "__pydantic_fields_set__", set(data))
+    return value
 
 
 def _job(row: Any) -> Job:
@@ -585,23 +591,24 @@ class Store:
     def _started(self, conn: Connection, row: Any, *, worker_id: str, now: datetime) -> Claim:
         """The rest of a start: the job's JobRun, and its group's start."""
         job = _job(row)
-        run_row = prepared(conn, _Hot.insert_run).first(
-            conn,
-            {
-                "v_job_id": job.job_id,
-                "v_status": JobRunStatus.RUNNING.value,
-                "v_started_at": now,
-                "v_worker_id": worker_id,
-                "v_params_snapshot": job.params,
-                "v_artifacts": [],
-                "v_log_path": self.log_path_for(job),
-            },
-        )
+        values = {
+            "job_id": job.job_id,
+            "status": JobRunStatus.RUNNING.value,
+            "started_at": now,
+            "worker_id": worker_id,
+            "params_snapshot": dict(job.params),
+            "artifacts": [],
+            "log_path": self.log_path_for(job),
+        }
+        insert = prepared(conn, _Hot.insert_run)
+        run_id = insert.scalar(conn, {f"v_{k}": v for k, v in values.items()})
         if job.group_id is not None:
             prepared(conn, _Hot.start_group).run(
                 conn, {"b_group_id": job.group_id, "b_now": now}
             ).close()
-        return Claim(job=job, run=_run(run_row))
+        # The row is known: build the value here instead of reading it back.
+        run = _value(JobRun, {**values, **_UNSET_RUN, "run_id": run_id})
+        return Claim(job=job, run=run)
 
     def claim_direct(
         self,
@@ -665,15 +672,18 @@ class Store:
                 "b_artifacts": list(outcome.artifacts),
             },
         )
-        job_row = prepared(conn, _Hot.finish_job).first(
+        ended = prepared(conn, _Hot.finish_job).rowcount(
             conn, {"b_job_id": claim.job.job_id, "b_status": job_status.value, "b_now": now}
         )
-        if run_row is None or job_row is None:
+        if run_row is None or ended != 1:
             raise StaleStateError(
                 f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
                 "it was finished elsewhere (recovered as crashed?)"
             )
-        job, run = _job(job_row), _run(run_row)
+        # A RUNNING job's row changes only here (its run gains a flow run id, so the run
+        # is read back): the claimed value plus its end is the row.
+        job = claim.job.model_copy(update={"status": job_status, "finished_at": now})
+        run = _run(run_row)
         group = self._get_group_row(conn, job.group_id) if job.group_id is not None else None
         retry = None
         if job_status == JobStatus.FAILED and not (group and group.cancel_requested):

@@ -51,6 +51,7 @@ def test_public_values_built_from_rows_equal_validated_ones(
             assert built == validated
             assert built.model_dump() == validated.model_dump()
             assert built.model_dump_json() == validated.model_dump_json()
+            assert built.model_fields_set == set(model.model_fields)
 
 
 def test_driver_errors_are_raised_as_sqlalchemy_errors(
@@ -87,3 +88,22 @@ def test_sqlite_timestamps_keep_sqlalchemys_text_format() -> None:
     )
     with pytest.raises(ValueError, match="timezone-aware"):
         ours(datetime(2026, 1, 31))
+
+
+def test_values_built_without_reading_back_equal_the_rows(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc = open_service()
+    svc.register("noop", lambda p: None)
+    svc.register("boom", lambda p: 1 / 0)
+    queued = svc.enqueue_job("noop", {"n": [1, {"x": None}]}, priority=2)
+    assert queued == svc.get_job(queued.job_id or 0)
+    svc.create_job_group([{"job_type": "noop"}, {"job_type": "boom", "max_retries": 0}])
+    for _ in range(3):
+        claim = svc.claim_next()
+        assert claim is not None
+        assert claim.job == svc.get_job(claim.job.job_id or 0)
+        assert claim.run == svc.get_job_run(claim.run.run_id or 0)
+        finish = svc.execute_claim(claim)
+        assert finish.job == svc.get_job(claim.job.job_id or 0)
+        assert finish.run == svc.get_job_run(claim.run.run_id or 0)
