@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from scheduler_core.service import SchedulerService
 
 RUN_LOGGER = "llmsched.run"
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(source)s: %(message)s"
 
 
 @dataclass(slots=True)
@@ -70,6 +70,26 @@ def outcome_from_result(result: object) -> Outcome:
     )
 
 
+def _line(created: float, level: str, source: str, message: str) -> str:
+    """A run-log line: `2026-01-31 12:00:00,123 INFO <step>: <message>` (local time)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+    return f"{stamp},{int((created - int(created)) * 1000):03d} {level} {source}: {message}"
+
+
+class _RunLogFormatter(logging.Formatter):
+    """Records as run-log lines, with their traceback or stack below like logging's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = _line(record.created, record.levelname, record.source, record.getMessage())
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text = f"{text}\n{record.exc_text}"
+        if record.stack_info:
+            text = f"{text}\n{self.formatStack(record.stack_info)}"
+        return text
+
+
 class _RunLogRouter(logging.Handler):
     """One handler for the whole process, routing each record to its run's log file.
 
@@ -79,7 +99,7 @@ class _RunLogRouter(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
-        self.setFormatter(logging.Formatter(_LOG_FORMAT))
+        self.setFormatter(_RunLogFormatter())
         self._routes: dict[object, Any] = {}
 
     def attach(self, names: tuple[str, ...]) -> None:
@@ -112,10 +132,14 @@ class _RunLogRouter(logging.Handler):
             or record.name
         )
         try:
-            stream.write(self.format(record) + "\n")
-            stream.flush()
+            _append(stream, self.format(record))
         except Exception:
             self.handleError(record)
+
+
+def _append(stream: Any, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()  # readable at once: a run's log is tailed while it runs
 
 
 _router = _RunLogRouter()
@@ -176,11 +200,11 @@ class RunLog(logging.LoggerAdapter[logging.Logger]):
 
     def line(self, level: int, msg: str, *args: object) -> None:
         """One of our own lines, straight into the file: the run's start and end are
-        written for every job, and the logging machinery (caller lookup, handler
-        chain) would cost more than the rest of a no-op job's execution."""
+        written for every job, and the logging machinery (record, caller lookup,
+        handler chain) would cost more than the rest of a no-op job's execution."""
         if self.stream is not None:
-            record = logging.LogRecord(RUN_LOGGER, level, "", 0, msg, args, None)
-            _router.write(self.stream, record)
+            text = _line(time.time(), logging.getLevelName(level), RUN_LOGGER, msg % args)
+            _append(self.stream, text)
 
     def follow_flow_run(self, flow_run_id: str) -> None:
         if self.stream is not None:

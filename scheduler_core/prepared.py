@@ -18,13 +18,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-_Processor = Callable[[Any], Any] | None
-
 
 class Prepared:
     """One statement, compiled for one dialect."""
 
-    __slots__ = ("_binds", "_dialect", "_positional", "_results", "_row", "sql", "statement")
+    __slots__ = (
+        "_converters",
+        "_dialect",
+        "_fixed",
+        "_keys",
+        "_names",
+        "_positional",
+        "_results",
+        "_row",
+        "sql",
+        "statement",
+    )
 
     def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -35,13 +44,24 @@ class Prepared:
         self._dialect = dialect
         self._positional = compiled.positional
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        names = compiled.positiontup if compiled.positional else list(by_name)
-        # (name, fixed value or a marker that the caller supplies it, bind processor)
-        self._binds: list[tuple[str, bool, Any, _Processor]] = []
-        for name in names or ():
+        self._names: list[str] = list((compiled.positiontup or ()) if self._positional else by_name)
+        # Per parameter: the caller's key, or None for a constant of the statement (its
+        # value converted here, once); the converters of the caller's values by position.
+        self._keys: list[str | None] = []
+        self._fixed: list[Any] = []
+        self._converters: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(self._names):
             bind = by_name[name]
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            self._binds.append((name, bind.required, bind.effective_value, processor))
+            if bind.required:
+                self._keys.append(name)
+                self._fixed.append(None)
+                if processor is not None:
+                    self._converters.append((i, processor))
+            else:
+                value = bind.effective_value
+                self._keys.append(None)
+                self._fixed.append(value if processor is None else processor(value))
         columns = list(getattr(statement, "exported_columns", ()))
         processors = [
             col.type.dialect_impl(dialect).result_processor(dialect, None) for col in columns
@@ -58,12 +78,12 @@ class Prepared:
 
     def _parameters(self, params: Mapping[str, Any]) -> Any:
         values = [
-            (name, params[name] if required else fixed, processor)
-            for name, required, fixed, processor in self._binds
+            fixed if key is None else params[key]
+            for key, fixed in zip(self._keys, self._fixed, strict=True)
         ]
-        if self._positional:
-            return tuple(v if p is None else p(v) for _, v, p in values)
-        return {name: v if p is None else p(v) for name, v, p in values}
+        for i, convert in self._converters:
+            values[i] = convert(values[i])
+        return values if self._positional else dict(zip(self._names, values, strict=True))
 
     def run(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
         """Execute in `conn`'s transaction; returns the driver's cursor."""

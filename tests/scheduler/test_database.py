@@ -129,3 +129,29 @@ def test_a_transaction_inside_another_uses_its_own_connection(tmp_path: Path) ->
 
         assert svc.db.write(outer) == 0
         assert svc.get_job(job.job_id or 0).priority == 7
+
+
+@pytest.mark.parametrize("through", ["sqlalchemy", "driver"])
+def test_a_failed_write_is_rolled_back_and_leaves_nothing_locked(
+    tmp_path: Path, through: str
+) -> None:
+    path = tmp_path / "jobs.db"
+    with SchedulerService.open(f"sqlite:///{path}") as svc:
+        svc.register("noop", lambda p: None)
+        job = svc.enqueue_job("noop")
+
+        def fail(conn: sa.Connection) -> None:
+            if through == "sqlalchemy":
+                conn.exec_driver_sql("UPDATE job SET priority = 9")
+            else:
+                conn.connection.dbapi_connection.execute("UPDATE job SET priority = 9")  # type: ignore[union-attr]
+            raise RuntimeError("handler bug")
+
+        with pytest.raises(RuntimeError, match="handler bug"):
+            svc.db.write(fail)
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if a lock leaked
+        other.execute("ROLLBACK")
+        other.close()
+        assert svc.get_job(job.job_id or 0).priority == 0
+        assert svc.enqueue_job("noop").job_id == (job.job_id or 0) + 1
