@@ -114,7 +114,8 @@ def meta(mode: str, rounds: int, total: float, prefect: PrefectServer) -> dict[s
             "sqlalchemy": version("sqlalchemy"),
         },
         "prefect_server": {
-            "how": "`prefect server start` subprocess, temporary PREFECT_HOME, analytics off",
+            "how": "`prefect server start` subprocess, temporary PREFECT_HOME, analytics off, "
+            "event persister and task-run recorder off (see bench/prefect_server.py)",
             "startup_seconds": prefect.startup_seconds,
         },
     }

@@ -4,6 +4,12 @@ The flow run is created first (named after the job, tagged with its ids), its id
 stored on the JobRun, then the flow runs on this executor's event loop. Async flows
 take the engine's async path; a synchronous flow call costs about a second more per
 job (it joins a heartbeat thread), so pipelines here are `async def`.
+
+The executor keeps one async and one sync Prefect client for its lifetime, opened on
+its loop and seen by everything that runs there (our calls, the flow engine, the
+`ollama` lease's release and renewal): otherwise Prefect builds a new HTTP client for
+each of these in every flow run, each loading the CA bundle into a new SSL context
+(about 27 ms apiece here, several per job).
 """
 
 from __future__ import annotations
@@ -15,18 +21,22 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
 
+import httpx
 from prefect import Flow
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import FlowRunCreate, GlobalConcurrencyLimitCreate
+from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
+from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_engine import run_flow_async, run_flow_sync
-from prefect.states import Crashed
+from prefect.states import Crashed, Pending, to_state_create
 
 from flows.guard import OLLAMA_LIMIT, lease_listener
 from scheduler_core.errors import ConfigurationError
 from scheduler_core.executor import (
     CallableExecutor,
     ExecutionContext,
+    RunLog,
     describe_error,
     failed,
     log_outcome,
@@ -72,17 +82,29 @@ class PrefectExecutor:
     def __init__(self) -> None:
         self._fallback = CallableExecutor()
         self._named: dict[int, Flow[..., Any]] = {}
+        self._flow_ids: dict[str, UUID] = {}  # by flow name, as the server keys flows
         self._loop = asyncio.new_event_loop()
+        self._clients: asyncio.Future[tuple[AsyncClientContext, SyncClientContext]] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="llmsched-prefect-loop", daemon=True
         )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the executor's loop from any thread and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        """Run a coroutine on the executor's loop from any thread and wait for it; Prefect
+        calls made in it use the executor's clients."""
+        return asyncio.run_coroutine_threadsafe(self._with_clients(coro), self._loop).result()
 
     def close(self) -> None:
+        """Close the clients on the loop that opened them, then stop the loop."""
+        if not self._thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._close_clients(), self._loop).result(timeout=30)
+        except Exception as exc:
+            log.warning("action=close_prefect_clients_failed error=%s", describe_error(exc))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -92,10 +114,10 @@ class PrefectExecutor:
         flow: Flow[..., Any] = job_type.handler
         with run_log(ctx, loggers=PREFECT_RUN_LOGGERS) as run_logger:
             try:
-                flow_run = self.run(self._create_flow_run(flow, ctx))
-                run_logger.follow_flow_run(str(flow_run.id))
-                state = self._run_flow(flow, flow_run, ctx)
-                outcome = self.run(_outcome_of(state))
+                if asyncio.iscoroutinefunction(flow.fn):
+                    outcome = self.run(self._run_async(flow, ctx, run_logger))
+                else:
+                    outcome = self._run_sync(flow, ctx, run_logger)
             except Exception as exc:
                 run_logger.exception("flow run could not be executed")
                 outcome = failed(describe_error(exc))
@@ -112,37 +134,144 @@ class PrefectExecutor:
             self._named[id(flow)] = named
         return named
 
-    def _run_flow(self, flow: Flow[..., Any], flow_run: Any, ctx: ExecutionContext) -> Any:
-        params = dict(ctx.job.params)
-        recorder = _lease_recorder(ctx)
-        named = self._job_named(flow)
-        if asyncio.iscoroutinefunction(flow.fn):
-
-            async def run_async() -> Any:
-                lease_listener.set(recorder)  # this task's own context: no reset needed
-                return await run_flow_async(
-                    named, flow_run=flow_run, parameters=params, return_type="state"
-                )
-
-            return self.run(run_async())
-        token = lease_listener.set(recorder)
-        try:
-            return run_flow_sync(named, flow_run=flow_run, parameters=params, return_type="state")
-        finally:
-            lease_listener.reset(token)
-
-    async def _create_flow_run(self, flow: Flow[..., Any], ctx: ExecutionContext) -> Any:
-        async with get_client() as client:
-            flow_run = await client.create_flow_run(
-                flow,
-                name=flow_run_name(ctx),
-                parameters=flow.serialize_parameters(dict(ctx.job.params)),
-                tags=flow_run_tags(ctx),
-            )
+    async def _run_async(
+        self, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog
+    ) -> Outcome:
+        """Create, record and run the flow run in one visit to the loop (each visit from
+        the worker thread is a cross-thread hand-off)."""
+        flow_run = await self._create_flow_run(flow, ctx)
         if ctx.service is not None and ctx.run.run_id is not None:
-            service, run_id = ctx.service, ctx.run.run_id
-            await asyncio.to_thread(service.attach_flow_run, run_id, str(flow_run.id))
+            await asyncio.to_thread(ctx.service.attach_flow_run, ctx.run.run_id, str(flow_run.id))
+        run_logger.follow_flow_run(str(flow_run.id))
+        lease_listener.set(_lease_recorder(ctx))  # this task's own context: no reset needed
+        state = await run_flow_async(
+            self._job_named(flow),
+            flow_run=flow_run,
+            parameters=dict(ctx.job.params),
+            return_type="state",
+        )
+        return await _outcome_of(state)
+
+    def _run_sync(self, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog) -> Outcome:
+        flow_run = self.run(self._create_flow_run(flow, ctx))
+        if ctx.service is not None and ctx.run.run_id is not None:
+            ctx.service.attach_flow_run(ctx.run.run_id, str(flow_run.id))
+        run_logger.follow_flow_run(str(flow_run.id))
+        _, sync_clients = self.run(self._shared_clients())
+        tokens = (
+            lease_listener.set(_lease_recorder(ctx)),
+            SyncClientContext.__var__.set(sync_clients),
+        )
+        try:
+            state = run_flow_sync(
+                self._job_named(flow),
+                flow_run=flow_run,
+                parameters=dict(ctx.job.params),
+                return_type="state",
+            )
+        finally:
+            SyncClientContext.__var__.reset(tokens[1])
+            lease_listener.reset(tokens[0])
+        return self.run(_outcome_of(state))
+
+    async def _create_flow_run(self, flow: Flow[..., Any], ctx: ExecutionContext) -> FlowRun:
+        """Create the job's flow run: one API call once the flow's id is known (Prefect's
+        `create_flow_run` upserts the flow first, one more server write per run)."""
+        name, tags = flow_run_name(ctx), flow_run_tags(ctx)
+        parameters = flow.serialize_parameters(dict(ctx.job.params))
+        async with get_client() as client:
+            flow_id = self._flow_ids.get(flow.name)
+            if flow_id is not None:
+                try:
+                    return await _create_run_of_flow(
+                        client, flow_id, flow, name=name, parameters=parameters, tags=tags
+                    )
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code not in (404, 409):
+                        raise
+                    del self._flow_ids[flow.name]  # deleted on the server: upsert it again
+            flow_run = await client.create_flow_run(
+                flow, name=name, parameters=parameters, tags=tags
+            )
+        self._flow_ids[flow.name] = flow_run.flow_id
         return flow_run
+
+    # ------------------------------------------------------------------ shared clients
+
+    async def _with_clients(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` with the executor's clients as this task's Prefect client contexts,
+        where `get_client()` and the flow engine look before building new clients."""
+        try:
+            async_clients, sync_clients = await self._shared_clients()
+        except BaseException:
+            coro.close()
+            raise
+        # Set in this task's own context copy, so nothing to reset; ContextModel's
+        # `with` would refuse the same context object entered by concurrent tasks.
+        # Threads started from here (lease renewal) copy the context and share the sync
+        # client, as Prefect's own engine shares one with its task-runner threads.
+        AsyncClientContext.__var__.set(async_clients)
+        SyncClientContext.__var__.set(sync_clients)
+        return await coro
+
+    async def _shared_clients(self) -> tuple[AsyncClientContext, SyncClientContext]:
+        """The open clients; opened on first use (not at install: commands that never
+        run a flow must not need the API) and again after a failed opening."""
+        if self._clients is None or (self._clients.done() and self._clients.exception()):
+            self._clients = self._loop.create_future()
+            self._keeper = asyncio.create_task(self._keep_clients(self._clients))
+        return await asyncio.shield(self._clients)
+
+    async def _keep_clients(
+        self, ready: asyncio.Future[tuple[AsyncClientContext, SyncClientContext]]
+    ) -> None:
+        """Hold both client contexts open until close(): entered and exited in this one
+        task, as Prefect's context objects require."""
+        try:
+            async with AsyncClientContext() as async_clients:
+                with SyncClientContext() as sync_clients:
+                    ready.set_result((async_clients, sync_clients))
+                    await self._closing.wait()
+        except Exception as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.warning("action=close_prefect_clients_failed error=%s", describe_error(exc))
+
+    async def _close_clients(self) -> None:
+        self._closing.set()
+        if self._keeper is not None:
+            await self._keeper
+
+
+async def _create_run_of_flow(
+    client: PrefectClient,
+    flow_id: UUID,
+    flow: Flow[..., Any],
+    *,
+    name: str,
+    parameters: dict[str, Any],
+    tags: list[str],
+) -> FlowRun:
+    """What `PrefectClient.create_flow_run` sends after its flow upsert, for a known flow."""
+    create = FlowRunCreate(
+        flow_id=flow_id,
+        flow_version=flow.version,
+        name=name,
+        parameters=parameters,
+        context={},
+        tags=tags,
+        state=to_state_create(Pending()),
+        empirical_policy=FlowRunPolicy(
+            retries=flow.retries, retry_delay=int(flow.retry_delay_seconds or 0)
+        ),
+    )
+    response = await client.request(
+        "POST", "/flow_runs/", json=create.model_dump(mode="json", exclude_unset=True)
+    )
+    flow_run = FlowRun.model_validate(response.json())
+    flow_run.parameters = parameters
+    return flow_run
 
 
 async def _outcome_of(state: Any) -> Outcome:
