@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from sqlalchemy.dialects import sqlite
 from scheduler_core import Job, JobGroup, JobRun, SchedulerService
 from scheduler_core.models import UTCDateTime
 from scheduler_core.prepared import Prepared, prepared
-from scheduler_core.store import G, J, R, _group, _job, _run
+from scheduler_core.store import G, J, R, _claim_first, _group, _job, _run
 
 
 def _fill(svc: SchedulerService) -> None:
@@ -107,3 +108,28 @@ def test_values_built_without_reading_back_equal_the_rows(
         finish = svc.execute_claim(claim)
         assert finish.job == svc.get_job(claim.job.job_id or 0)
         assert finish.run == svc.get_job_run(claim.run.run_id or 0)
+
+
+def test_the_sqlite_claim_seeks_the_dispatch_index_whatever_the_queue(tmp_path: Path) -> None:
+    with SchedulerService.open(f"sqlite:///{tmp_path / 'jobs.db'}") as svc:
+        svc.register("noop", lambda p: None)
+        svc.enqueue_jobs([{"job_type": "noop"}] * 2000)
+
+        def plan(conn: sa.Connection) -> list[str]:
+            claim = prepared(conn, _claim_first(1))
+            args = claim._parameters(
+                {
+                    "t0": "noop",
+                    "now": datetime.now(UTC),
+                    "b_now": datetime.now(UTC),
+                    "b_worker_id": "w",
+                }
+            )
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {claim.sql}", tuple(args))
+            return [row[3] for row in rows]
+
+        steps = svc.db.read(plan)
+    # Each resource's head and its RUNNING count are index searches; no step scans jobs.
+    assert sum("USING INDEX ix_job_dispatch" in s for s in steps) == 1, steps
+    assert sum("USING COVERING INDEX ix_job_dispatch" in s for s in steps) == 1, steps
+    assert not [s for s in steps if s.startswith("SCAN") and "job" in s.split()], steps
