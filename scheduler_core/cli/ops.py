@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -210,6 +211,10 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="Where artifacts are written.")] = None,
 ) -> None:
     """Run a small story/research group offline through the worker and Prefect."""
+    # Offline by design: the temporary Prefect server it may start must not try to
+    # send usage telemetry (an ERROR line on a machine without internet). Set before
+    # Prefect is imported, which reads its settings then.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from rich.console import Console
 
     from flows.demo import run_demo
