@@ -44,6 +44,7 @@ class GateHandler:
         self._attempts: Counter[str] = Counter()
         self._gates: dict[str, threading.Event] = {}
         self._started_events: dict[str, threading.Event] = {}
+        self._all_open = False  # after release_all(), gates made later are open too
 
     def _event(self, table: dict[str, threading.Event], name: str) -> threading.Event:
         with self._lock:
@@ -53,10 +54,19 @@ class GateHandler:
         self._event(self._gates, name).set()
 
     def release_all(self) -> None:
+        """Open every gate, including those of jobs that reach theirs afterwards (a job
+        can be RUNNING before its handler has been called)."""
         with self._lock:
+            self._all_open = True
             gates = list(self._gates.values())
         for gate in gates:
             gate.set()
+
+    def _gate(self, name: str) -> threading.Event:
+        gate = self._event(self._gates, name)
+        if self._all_open:
+            gate.set()
+        return gate
 
     def wait_started(self, name: str, timeout: float = 10.0) -> None:
         if not self._event(self._started_events, name).wait(timeout):
@@ -69,7 +79,7 @@ class GateHandler:
             attempt = self._attempts[name]
             self.started.append(name)
         self._event(self._started_events, name).set()
-        if params.get("block") and not self._event(self._gates, name).wait(60):
+        if params.get("block") and not self._gate(name).wait(60):
             raise RuntimeError(f"gate of {name} was never released")
         with self._lock:
             self.finished.append(name)
