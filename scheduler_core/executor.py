@@ -143,7 +143,16 @@ def _append(stream: Any, text: str) -> None:
 
 
 _router = _RunLogRouter()
-_made_dirs: set[str] = set()
+
+
+def _open_log(path: str) -> Any:
+    """Append to the run's log file, creating its directory only when it is missing
+    (one check per process would miss a directory removed by log clean-up)."""
+    try:
+        return open(path, "a", encoding="utf-8")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "a", encoding="utf-8")
 
 
 @contextmanager
@@ -164,11 +173,7 @@ def run_log(
         return
     # A str path, not a Path: on Python 3.11 pathlib interns the parts it parses, and
     # every run's file name is new.
-    directory = os.path.dirname(ctx.log_path)
-    if directory not in _made_dirs:
-        os.makedirs(directory, exist_ok=True)
-        _made_dirs.add(directory)
-    with open(ctx.log_path, "a", encoding="utf-8") as stream:
+    with _open_log(ctx.log_path) as stream:
         log.stream = stream
         _router.route(("run", ctx.run.run_id), stream)
         try:

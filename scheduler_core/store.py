@@ -88,9 +88,6 @@ _JOB_INSERT_KEYS = (
     "created_at",
     "queued_at",
 )
-# The columns a new job row leaves empty.
-_UNSET_JOB = {"retry_of": None, "worker_id": None, "started_at": None, "finished_at": None}
-_UNSET_RUN = {"finished_at": None, "exit_code": None, "error": None, "flow_run_id": None}
 _RUN_INSERT_KEYS = (
     "job_id",
     "status",
@@ -100,41 +97,41 @@ _RUN_INSERT_KEYS = (
     "artifacts",
     "log_path",
 )
+# The columns a new row leaves empty (besides its id), so that a value can be built
+# from what was inserted instead of reading the row back.
+_UNSET_JOB = dict.fromkeys(set(Job.model_fields) - {"job_id", *_JOB_INSERT_KEYS})
+_UNSET_RUN = dict.fromkeys(set(JobRun.model_fields) - {"run_id", *_RUN_INSERT_KEYS})
+
+
+def _running(resource: Any) -> sa.Select[Any]:
+    """How many jobs of `resource` (a name, or a correlated column) are RUNNING."""
+    return sa.select(sa.func.count()).where(
+        J.c.status == _RUNNING, _NOT_HELD, J.c.resource == resource
+    )
+
+
+# A direct reservation that pauses the queue (the claim's `now` bound as "now").
+_RESERVED = sa.exists(
+    sa.select(RES.c.reservation_id).where(
+        RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > _P("now")
+    )
+)
 
 
 class _Hot:
     """Statements on the dispatch path, built once: building SQL per call costs more
     than running it on SQLite."""
 
-    has_reservation = (
-        sa.select(RES.c.reservation_id)
-        .where(RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > _P("now"))
-        .limit(1)
-    )
     limits = sa.select(RC.c.name, RC.c.limit)
     # One round trip for everything a claim must know first: each resource class with its
     # cap and RUNNING count, and whether a direct reservation pauses the queue.
     dispatch_state = sa.select(
         RC.c.name,
         RC.c.limit,
-        sa.select(sa.func.count())
-        .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource == RC.c.name)
-        .scalar_subquery()
-        .label("running"),
-        sa.exists(
-            sa.select(RES.c.reservation_id).where(
-                RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > _P("now")
-            )
-        ).label("reserved"),
+        _running(RC.c.name).scalar_subquery().label("running"),
+        _RESERVED.label("reserved"),
     ).order_by(RC.c.name)
-    running_counts = (
-        sa.select(J.c.resource, sa.func.count())
-        .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource.in_(_P("names", expanding=True)))
-        .group_by(J.c.resource)
-    )
-    running_of = sa.select(sa.func.count()).where(
-        J.c.status == _RUNNING, _NOT_HELD, J.c.resource == _P("resource")
-    )
+    running_of = _running(_P("resource"))
     lock_resource = sa.select(RC.c.name).where(RC.c.name == _P("resource")).with_for_update()
     dispatch_lock_shared = sa.select(sa.func.pg_advisory_xact_lock_shared(_P("key")))
     dispatch_lock_exclusive = sa.select(sa.func.pg_advisory_xact_lock(_P("key")))
@@ -298,19 +295,14 @@ def _claim_first(n_types: int) -> sa.Update:
         .correlate(RC)
         .scalar_subquery()
     )
-    running = (
-        sa.select(sa.func.count())
-        .where(J.c.status == _RUNNING, _NOT_HELD, J.c.resource == RC.c.name)
-        .correlate(RC)
-        .scalar_subquery()
-    )
+    running = _running(RC.c.name).correlate(RC).scalar_subquery()
     head = J.alias("head")
     best = (
         sa.select(head.c.job_id)
         .select_from(RC.join(head, head.c.job_id == head_id))
         .where(
             sa.or_(RC.c.limit.is_(None), running < RC.c.limit),
-            ~sa.exists(_Hot.has_reservation.with_only_columns(RES.c.reservation_id)),
+            ~_RESERVED,
         )
         .order_by(head.c.priority.desc(), head.c.position, head.c.job_id)
         .limit(1)
@@ -518,15 +510,6 @@ class Store:
             .order_by(RES.c.reservation_id)
         )
         return [Reservation.model_validate(r._mapping) for r in conn.execute(stmt)]
-
-    def _has_active_reservation(self, conn: Connection, now: datetime) -> bool:
-        return conn.execute(_Hot.has_reservation, {"now": now}).first() is not None
-
-    def _running_counts(self, conn: Connection, resources: Iterable[str]) -> dict[str, int]:
-        names = list(resources)
-        if not names:
-            return {}
-        return {r: n for r, n in conn.execute(_Hot.running_counts, {"names": names}).all()}
 
     def _resource_is_full(self, conn: Connection, resource: str, limit: int) -> bool:
         if self.is_postgres:

@@ -16,6 +16,7 @@ from scheduler_core import (
     SchedulerService,
 )
 from scheduler_core.database import normalise_url
+from tests.conftest import wait_for
 
 
 def test_schema_is_created_on_first_open_and_reopen_keeps_data(tmp_path: Path) -> None:
@@ -95,25 +96,43 @@ def test_each_thread_keeps_one_sqlite_connection_and_returns_it_when_it_ends(
         svc.enqueue_job("noop")
         pool = svc.db.engine.pool
         held_by_main = pool.checkedout()  # type: ignore[attr-defined]
-        barrier = threading.Barrier(25)
+        n = 25  # more threads than the pool's size (10) plus SQLAlchemy's default overflow
+        started, done = threading.Barrier(n + 1), threading.Barrier(n + 1)
         errors: list[BaseException] = []
+        used: dict[int, set[int]] = {}
 
-        def work() -> None:
+        def driver_connection(conn: sa.Connection) -> int:
+            return id(conn.connection.dbapi_connection)
+
+        def work(i: int) -> None:
             try:
-                barrier.wait(timeout=30)  # all 25 hold a connection at once: more than
-                for _ in range(3):  # the pool's size, which must not block anyone
+                started.wait(timeout=30)
+                ids = set()
+                for _ in range(3):
                     svc.enqueue_job("noop")
                     svc.list_jobs(limit=1)
+                    ids.add(svc.db.write(driver_connection))
+                    ids.add(svc.db.read(driver_connection))
+                used[i] = ids
+                done.wait(timeout=30)  # hold on until the main thread has counted
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=work) for _ in range(25)]
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
         for t in threads:
             t.start()
+        started.wait(timeout=30)
+        wait_for(lambda: len(used) + len(errors) == n, what="every thread's transactions")
+        kept_while_alive = pool.checkedout()  # type: ignore[attr-defined]
+        done.wait(timeout=30)
         for t in threads:
             t.join(timeout=60)
         assert errors == []
-        assert len(svc.list_jobs()) == 1 + 25 * 3
+        # One connection per thread, for reads and writes alike, none shared.
+        assert all(len(ids) == 1 for ids in used.values())
+        assert len(set().union(*used.values())) == n
+        assert kept_while_alive == held_by_main + n
+        assert len(svc.list_jobs()) == 1 + n * 3
         assert pool.checkedout() == held_by_main  # type: ignore[attr-defined]
 
 

@@ -4,6 +4,7 @@ change; exactly one JobRun per executed or skipped job."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,17 @@ def test_exactly_one_run_per_executed_or_skipped_job(
     assert statuses.count("SKIPPED") == 2 and statuses.count("CANCELLED") == 1
     executed = sum(1 for _, status, _ in rows if status in ("COMPLETED", "FAILED"))
     assert executed == len(handler.started) == 9
+
+
+def test_a_removed_log_directory_is_made_again_for_the_next_run(
+    open_service: Callable[..., SchedulerService], tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    svc = open_service(log_dir=logs)
+    svc.register("noop", lambda p: None)
+    for _ in range(2):
+        svc.enqueue_job("noop")
+        _, run = svc.dispatch_one() or (None, None)
+        assert run is not None and run.status == JobRunStatus.COMPLETED, run
+        assert "action=finish status=COMPLETED" in Path(run.log_path or "").read_text()
+        shutil.rmtree(logs)  # log clean-up between runs, as a cron job would do it

@@ -1,0 +1,40 @@
+"""An event is sent when its transaction commits, not at the sender's next poll."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from scheduler_core import SchedulerService
+from scheduler_core.webhooks import WebhookDispatcher, add_webhook_endpoint, install_webhooks
+from tests.conftest import wait_for
+from tests.scheduler.handlers import E2EJobHandler
+from tests.webhooks.conftest import ReceiverFactory
+from tests.webhooks.support import FAST, drain, payload
+
+
+def _sleeping(dispatcher: WebhookDispatcher) -> int:
+    """Senders blocked in their wait on the dispatcher's signal (the Condition's waiters)."""
+    return len(dispatcher.signal._cond._waiters)  # type: ignore[attr-defined]
+
+
+def test_a_run_event_is_sent_at_its_commit_not_at_the_next_poll(
+    open_service: Callable[..., SchedulerService], tmp_path: Path, receiver: ReceiverFactory
+) -> None:
+    svc = open_service()
+    svc.register("e2e", E2EJobHandler(tmp_path / "executions.jsonl"), resource="external")
+    # A minute between polls: only the after-commit wake can deliver within the wait below.
+    dispatcher = install_webhooks(svc, **{**FAST, "poll_interval": 60})
+    rec = receiver()
+    add_webhook_endpoint(svc, rec.url)
+    dispatcher.start()
+    try:
+        # Every sender has looked, found nothing and sleeps in its 60 s wait.
+        senders = dispatcher.settings.senders
+        wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to wait for work")
+        svc.enqueue_job("e2e", {"name": "one"})
+        assert drain(svc) == 1
+        (request,) = rec.wait_requests(1, timeout=10)
+        assert payload(request)["event"] == "job.run.completed"
+    finally:
+        dispatcher.stop(timeout=5)
