@@ -43,9 +43,10 @@ from scheduler_core.executor import (
     outcome_from_result,
     run_log,
 )
+from scheduler_core.plugins import Plugin
 from scheduler_core.registry import JobType, ResourceRule
 from scheduler_core.service import SchedulerService
-from scheduler_core.store import Claim, Finish, Outcome
+from scheduler_core.values import Claim, Finish, Outcome
 
 log = logging.getLogger("flows.executor")
 T = TypeVar("T")
@@ -140,8 +141,8 @@ class PrefectExecutor:
         """Create, record and run the flow run in one visit to the loop (each visit from
         the worker thread is a cross-thread hand-off)."""
         flow_run = await self._create_flow_run(flow, ctx)
-        if ctx.service is not None and ctx.run.run_id is not None:
-            await asyncio.to_thread(ctx.service.attach_flow_run, ctx.run.run_id, str(flow_run.id))
+        if ctx.callbacks is not None and ctx.run.run_id is not None:
+            await asyncio.to_thread(ctx.callbacks.attach_flow_run, ctx.run.run_id, str(flow_run.id))
         run_logger.follow_flow_run(str(flow_run.id))
         lease_listener.set(_lease_recorder(ctx))  # this task's own context: no reset needed
         state = await run_flow_async(
@@ -154,8 +155,8 @@ class PrefectExecutor:
 
     def _run_sync(self, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog) -> Outcome:
         flow_run = self.run(self._create_flow_run(flow, ctx))
-        if ctx.service is not None and ctx.run.run_id is not None:
-            ctx.service.attach_flow_run(ctx.run.run_id, str(flow_run.id))
+        if ctx.callbacks is not None and ctx.run.run_id is not None:
+            ctx.callbacks.attach_flow_run(ctx.run.run_id, str(flow_run.id))
         run_logger.follow_flow_run(str(flow_run.id))
         _, sync_clients = self.run(self._shared_clients())
         tokens = (
@@ -285,17 +286,17 @@ async def _outcome_of(state: Any) -> Outcome:
 
 def _lease_recorder(ctx: ExecutionContext) -> Any:
     """Keep the run's Prefect concurrency lease in our database while it is held."""
-    service, run_id = ctx.service, ctx.run.run_id
+    callbacks, run_id = ctx.callbacks, ctx.run.run_id
     held: list[str] = []
 
     def on_lease(lease_id: UUID | None) -> None:
-        if service is None or run_id is None:
+        if callbacks is None or run_id is None:
             return
         if lease_id is not None:
             held.append(str(lease_id))
-            service.record_lease(run_id, name=OLLAMA_LIMIT, lease_id=str(lease_id))
+            callbacks.record_lease(run_id, name=OLLAMA_LIMIT, lease_id=str(lease_id))
         elif held:
-            service.clear_lease(run_id, held.pop())
+            callbacks.clear_lease(run_id, held.pop())
 
     return on_lease
 
@@ -311,21 +312,32 @@ def install_prefect(svc: SchedulerService) -> PrefectExecutor:
     """Run this service's jobs as Prefect flow runs, and clean up after crashed ones."""
     executor = PrefectExecutor()
     svc.executor = executor
-    svc.recovery_hooks.append(lambda claim, finish: executor.run(_after_crash(svc, claim, finish)))
+    svc.add_plugin(CrashCleanup(svc, executor))
     return executor
 
 
+class CrashCleanup(Plugin):
+    """After recovery closed a dead worker's run: release its Prefect concurrency leases
+    now (not at their expiry) and mark its flow run Crashed."""
+
+    def __init__(self, svc: SchedulerService, executor: PrefectExecutor) -> None:
+        self.svc = svc
+        self.executor = executor
+
+    def on_recovered(self, claim: Claim, finish: Finish) -> None:
+        self.executor.run(_after_crash(self.svc, claim, finish))
+
+
 async def _after_crash(svc: SchedulerService, claim: Claim, finish: Finish) -> None:
-    """Release the dead run's leases now (not at expiry) and mark its flow run Crashed."""
     run = finish.run
     run_id = claim.run.run_id or 0
-    leases = await asyncio.to_thread(svc.leases_of, run_id)
+    leases = await asyncio.to_thread(svc.runs.leases_of, run_id)
     async with get_client() as client:
         for _name, lease_id in leases:
             try:
                 await client.release_concurrency_slots_with_lease(lease_id=UUID(lease_id))
                 log.warning("action=release_lease run_id=%s lease_id=%s", run_id, lease_id)
-                await asyncio.to_thread(svc.clear_lease, run_id, lease_id)
+                await asyncio.to_thread(svc.runs.clear_lease, run_id, lease_id)
             except Exception as exc:
                 log.warning("action=release_lease_failed lease_id=%s error=%s", lease_id, exc)
         flow_run_id = run.flow_run_id

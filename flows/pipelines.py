@@ -17,6 +17,9 @@ from flows.research import research_pipeline
 from flows.story import story_pipeline
 from scheduler_core.service import SchedulerService
 
+RESOURCE_LIMITS: dict[str, int] = {"ollama": 1}
+"""Only one local Ollama workload runs at a time (the test plan's RULE-1)."""
+
 PIPELINES: dict[str, Flow[..., Any]] = {
     "story": story_pipeline,
     "research": research_pipeline,
@@ -37,8 +40,11 @@ def resource_by_model(flow: Flow[..., Any]) -> Any:
 
 
 def install_pipelines(svc: SchedulerService) -> PrefectExecutor:
-    """Register every pipeline on `svc` and run its jobs as Prefect flow runs."""
+    """Register every pipeline on `svc` and run its jobs as Prefect flow runs; the local
+    Ollama server takes one job at a time (the `ollama` resource's cap)."""
     executor = install_prefect(svc)
+    for resource, limit in RESOURCE_LIMITS.items():
+        svc.set_resource_limit(resource, limit)
     for job_type, flow in PIPELINES.items():
         register_flow(svc, job_type, flow, resource=resource_by_model(flow))
     return executor

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.pipelines import install_pipelines
 from flows.tasks import slugify
-from scheduler_core.models import Job, JobGroup
 from scheduler_core.service import SchedulerService
 from scheduler_core.statuses import JobOrigin
+from scheduler_core.values import Job, JobGroup
 
 NAME_LENGTH = 200
 """Room for the scheduled time the group name gets, within the 256 characters it may have."""

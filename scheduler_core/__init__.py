@@ -22,7 +22,8 @@ from scheduler_core.errors import (
     UnknownJobTypeError,
 )
 from scheduler_core.executor import ExecutionContext, Executor
-from scheduler_core.models import Job, JobGroup, JobRun, Reservation, Worker
+from scheduler_core.plugins import Plugin
+from scheduler_core.run_records import RunCallbacks
 from scheduler_core.service import RecoveryReport, SchedulerService
 from scheduler_core.settings import SchedulerSettings
 from scheduler_core.statuses import (
@@ -33,6 +34,7 @@ from scheduler_core.statuses import (
     ReservationStatus,
     WorkerStatus,
 )
+from scheduler_core.values import Job, JobGroup, JobRun, Reservation, Worker
 
 __all__ = [
     "ConfigurationError",
@@ -56,11 +58,13 @@ __all__ = [
     "JobStatus",
     "NotFoundError",
     "ParamsImmutableError",
+    "Plugin",
     "RecoveryReport",
     "Reservation",
     "ReservationNotFoundError",
     "ReservationStatus",
     "ReservationTimeoutError",
+    "RunCallbacks",
     "RunNotFoundError",
     "RunNotRetryableError",
     "SchedulerError",

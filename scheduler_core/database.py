@@ -23,13 +23,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from scheduler_core import models
+from scheduler_core import tables
 from scheduler_core.errors import ConfigurationError, DatabaseUnavailableError
+from scheduler_core.values import utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-DEFAULT_RESOURCE_LIMITS: dict[str, int | None] = {"ollama": 1}
 
 _IMMEDIATE = "scheduler_immediate"
 
@@ -107,25 +106,21 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and seed the resource classes; safe to call on every open."""
+    """Create missing tables; safe to call on every open."""
     SQLModel.metadata.create_all(engine)
     with engine.connect() as conn, conn.begin():
-        version = conn.execute(sa.select(sa.func.max(models.SchemaVersion.version))).scalar()
+        version = conn.execute(sa.select(sa.func.max(tables.SchemaVersion.version))).scalar()
         if version is None:
             conn.execute(
-                sa.insert(models.SchemaVersion).values(
-                    version=models.SCHEMA_VERSION, applied_at=models.utcnow()
+                sa.insert(tables.SchemaVersion).values(
+                    version=tables.SCHEMA_VERSION, applied_at=utcnow()
                 )
             )
-        elif version > models.SCHEMA_VERSION:
+        elif version > tables.SCHEMA_VERSION:
             raise ConfigurationError(
                 f"database schema version {version} is newer than this release supports "
-                f"({models.SCHEMA_VERSION}); upgrade prefect-llm-scheduler"
+                f"({tables.SCHEMA_VERSION}); upgrade prefect-llm-scheduler"
             )
-        existing = set(conn.execute(sa.select(models.ResourceClass.name)).scalars())
-        for name, limit in DEFAULT_RESOURCE_LIMITS.items():
-            if name not in existing:
-                conn.execute(sa.insert(models.ResourceClass).values(name=name, limit=limit))
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -184,8 +179,9 @@ class Database:
         self.retry_seconds = retry_seconds
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.in_memory = self.is_sqlite and engine.url.database in (None, "", ":memory:")
-        # Called with the connection after every write transaction, committed or not.
-        self.after_write: list[Callable[[Connection], None]] = []
+        # Called with the connection after every write transaction, committed or not
+        # (the service's plugins: plugins.py `after_write`).
+        self.on_write_end: Callable[[Connection], None] | None = None
         self._keep = self.is_sqlite and not self.in_memory
         self._local = threading.local()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
@@ -226,9 +222,8 @@ class Database:
             release = True
             raise
         finally:
-            if write:
-                for hook in self.after_write:
-                    hook(conn)
+            if write and self.on_write_end is not None:
+                self.on_write_end(conn)
             if release:
                 conn.close()
 

@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from scheduler_core.models import Job, JobRun
 from scheduler_core.registry import JobType
 from scheduler_core.statuses import JobRunStatus
-from scheduler_core.store import Outcome
+from scheduler_core.values import Job, JobRun, Outcome
 
 if TYPE_CHECKING:
-    from scheduler_core.service import SchedulerService
+    from scheduler_core.run_records import RunCallbacks
 
 RUN_LOGGER = "llmsched.run"
 
@@ -33,7 +32,7 @@ class ExecutionContext:
 
     job: Job
     run: JobRun
-    service: SchedulerService | None = None
+    callbacks: RunCallbacks | None = None  # what an executor may record about the run
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

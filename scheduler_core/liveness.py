@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import psutil
 
-from scheduler_core.models import Worker
 from scheduler_core.statuses import WorkerStatus
+from scheduler_core.values import Worker
 
 HOST = socket.gethostname()
 

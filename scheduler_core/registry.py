@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from scheduler_core.errors import ConfigurationError, UnknownJobTypeError
+from scheduler_core.rules.resources import check_name as check_resource_name
 
 Handler = Callable[..., list[str] | None]
 ResourceRule = str | Callable[[dict[str, Any]], str]
 Validator = Callable[[dict[str, Any]], object]
-
-_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
-def check_resource_name(name: object) -> str:
-    if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
-        raise ConfigurationError(
-            f"invalid resource class {name!r}: use 1-64 letters, digits or _ . : -"
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True)

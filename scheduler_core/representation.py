@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from scheduler_core.models import Job, JobGroup, JobRun, Reservation, Worker
+from scheduler_core.values import Job, JobGroup, JobRun, Reservation, Worker
 
 if TYPE_CHECKING:  # the webhooks package imports this module
     from scheduler_core.webhooks.models import WebhookDeliveryView, WebhookEndpoint

@@ -11,7 +11,7 @@ from scheduler_core.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
     from scheduler_core.service import SchedulerService
-    from scheduler_core.store import Claim
+    from scheduler_core.values import Claim
 
 log = logging.getLogger("scheduler_core.worker")
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from scheduler_core.models import utcnow
+from scheduler_core.values import utcnow
 from scheduler_core.webhooks import deliveries
 from scheduler_core.webhooks.delivery import WebhookDispatcher
 from scheduler_core.webhooks.errors import (
@@ -26,12 +26,7 @@ from scheduler_core.webhooks.models import (
     WebhookEndpoint,
     create_tables,
 )
-from scheduler_core.webhooks.outbox import (
-    on_terminal_group,
-    on_terminal_run,
-    request_wake,
-    wake_after_commit,
-)
+from scheduler_core.webhooks.outbox import WebhooksPlugin, request_wake
 from scheduler_core.webhooks.settings import WebhookSettings
 from scheduler_core.webhooks.signing import generate_secret
 
@@ -46,7 +41,7 @@ _installed: weakref.WeakKeyDictionary[SchedulerService, WebhookDispatcher] = (
 def install_webhooks(
     svc: SchedulerService, settings: WebhookSettings | None = None, **overrides: Any
 ) -> WebhookDispatcher:
-    """Emit events from `svc`'s state changes and return the (not yet started) sender.
+    """Add the webhooks plugin to `svc` and return its (not yet started) sender.
 
     Idempotent: a second call returns the first dispatcher, with its settings replaced
     when new ones are given. Keyword overrides are WebhookSettings fields, e.g.
@@ -62,9 +57,7 @@ def install_webhooks(
         return existing
     create_tables(svc.db.engine)
     dispatcher = WebhookDispatcher(svc.db, settings=resolved, is_postgres=svc.store.is_postgres)
-    svc.store.terminal_hooks.append(on_terminal_run)
-    svc.store.group_hooks.append(on_terminal_group)
-    wake_after_commit(svc.db, dispatcher.wake)
+    svc.add_plugin(WebhooksPlugin(dispatcher))
     _installed[svc] = dispatcher
     return dispatcher
 

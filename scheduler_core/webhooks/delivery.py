@@ -16,8 +16,8 @@ import httpx
 from sqlalchemy.engine import Connection
 
 from scheduler_core.database import Database
-from scheduler_core.models import utcnow
 from scheduler_core.signal import Signal
+from scheduler_core.values import utcnow
 from scheduler_core.webhooks import deliveries
 from scheduler_core.webhooks.backoff import AttemptResult, next_state, parse_retry_after
 from scheduler_core.webhooks.deliveries import Claimed

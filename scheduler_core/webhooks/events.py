@@ -9,8 +9,8 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from scheduler_core.models import Job, JobGroup, JobRun, utcnow
 from scheduler_core.representation import group_to_dict, iso, run_to_dict
+from scheduler_core.values import Job, JobGroup, JobRun, utcnow
 from scheduler_core.webhooks.errors import UnknownWebhookEventError
 
 RUN_EVENTS = ("job.run.completed", "job.run.failed", "job.run.skipped")

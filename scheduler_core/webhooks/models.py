@@ -12,7 +12,8 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from scheduler_core.models import JSONType, UTCDateTime, utcnow
+from scheduler_core.columns import JSONType, UTCDateTime
+from scheduler_core.values import utcnow
 
 
 class DeliveryStatus(StrEnum):

@@ -1,8 +1,9 @@
-"""The store hooks: an event and its deliveries are written in the state change's transaction.
+"""Webhooks as a plugin: an event and its deliveries are written in the state change's
+transaction.
 
 So a run can not end without its event, and an event never exists for a change that
-rolled back. The sender is woken only once the transaction has ended, so it never looks before
-the rows are visible.
+rolled back. The sender is woken only once the transaction has ended, so it never looks
+before the rows are visible.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Connection
 
-from scheduler_core.database import Database
-from scheduler_core.models import Job, JobGroup, JobRun
+from scheduler_core.plugins import Plugin
 from scheduler_core.prepared import prepared
+from scheduler_core.values import Job, JobGroup, JobRun
 from scheduler_core.webhooks import deliveries
+from scheduler_core.webhooks.delivery import WebhookDispatcher
 from scheduler_core.webhooks.events import (
     Event,
     group_event,
@@ -32,19 +34,6 @@ def request_wake(conn: Connection) -> None:
     conn.info[_WAKE] = True
 
 
-def wake_after_commit(db: Database, wake: Callable[[], None]) -> None:
-    """Call `wake` when a transaction that asked for it has ended (after its commit).
-
-    A rolled-back transaction wakes the sender too; it finds nothing, which is harmless.
-    """
-
-    def after_write(conn: Connection) -> None:
-        if conn.info.pop(_WAKE, False):
-            wake()
-
-    db.after_write.append(after_write)
-
-
 def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> None:
     endpoints = prepared(conn, deliveries.ENABLED_ENDPOINTS).all(conn)
     targets = [e.endpoint_id for e in endpoints if matches(event_type, e.events)]
@@ -54,9 +43,24 @@ def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> Non
     request_wake(conn)
 
 
-def on_terminal_run(conn: Connection, job: Job, run: JobRun) -> None:
-    _write(conn, lambda: run_event(job, run), run_event_type(run))
+class WebhooksPlugin(Plugin):
+    """Writes run and group events to the outbox and drives the sender threads."""
 
+    def __init__(self, sender: WebhookDispatcher) -> None:
+        self.sender = sender
 
-def on_terminal_group(conn: Connection, group: JobGroup) -> None:
-    _write(conn, lambda: group_event(group), group_event_type(group))
+    def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
+        _write(conn, lambda: run_event(job, run), run_event_type(run))
+
+    def on_group_end_in_tx(self, conn: Connection, group: JobGroup) -> None:
+        _write(conn, lambda: group_event(group), group_event_type(group))
+
+    def after_write(self, conn: Connection) -> None:
+        if conn.info.pop(_WAKE, False):
+            self.sender.wake()  # a rolled-back transaction wakes it too: it finds nothing
+
+    def start(self) -> None:
+        self.sender.start()
+
+    def stop(self, timeout: float) -> None:
+        self.sender.stop(timeout=timeout)

@@ -25,8 +25,8 @@ from prefect.server.schemas.schedules import CronSchedule
 from flows.submit import submit
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.errors import InvalidParamsError, SchedulerError, UnknownJobTypeError
-from scheduler_core.models import Job, JobGroup
 from scheduler_core.statuses import JobOrigin
+from scheduler_core.values import Job, JobGroup
 from tests.deployments.support import (
     FLOW_NAME,
     ROOT,

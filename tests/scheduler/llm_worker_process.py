@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler_core import SchedulerService
-from tests.scheduler.rules_support import by_model
+from tests.scheduler.rules_support import register_llm
 
 
 def hold(params: dict[str, Any]) -> list[str]:
@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     svc = SchedulerService.open(args.url, retry_backoff_seconds=0, heartbeat_interval=0.2)
-    svc.register("llm", hold, resource=by_model)
+    register_llm(svc, hold)
     svc.start(concurrency=args.concurrency)
     print("ready", flush=True)
     threading.Event().wait()  # until the test kills this process

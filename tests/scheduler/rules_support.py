@@ -30,6 +30,13 @@ def by_model(params: dict[str, Any]) -> str:
     return "ollama" if str(params.get("model", "")).startswith("ollama/") else "external"
 
 
+def register_llm(svc: SchedulerService, handler: Any) -> None:
+    """Register the job type "llm" as an application does: its resource rule, and the
+    cap of one `ollama` job at a time that the rule's resources need."""
+    svc.register("llm", handler, resource=by_model)
+    svc.set_resource_limit("ollama", 1)
+
+
 class GateHandler:
     """params: {"name": str, "block": bool (wait at the gate until released),
     "fail": int (fail the first n attempts of this name; -1 always)}.

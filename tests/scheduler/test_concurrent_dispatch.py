@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler_core import JobRunStatus, JobStatus, SchedulerService
-from scheduler_core.models import JobRunRecord
+from scheduler_core.tables import JobRunRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 

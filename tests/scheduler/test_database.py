@@ -26,7 +26,7 @@ def test_schema_is_created_on_first_open_and_reopen_keeps_data(tmp_path: Path) -
         job = svc.enqueue_job("noop", {"x": 1})
     with SchedulerService.open(url) as svc:
         assert svc.get_job(job.job_id).params == {"x": 1}
-        assert svc.resource_limits()["ollama"] == 1
+        assert svc.resource_limits() == {"default": None}  # the core knows no class by name
     mode = sqlite3.connect(tmp_path / "nested" / "dir" / "jobs.db").execute("PRAGMA journal_mode")
     assert mode.fetchone()[0] == "wal"
 

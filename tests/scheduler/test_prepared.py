@@ -11,9 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from scheduler_core import Job, JobGroup, JobRun, SchedulerService
-from scheduler_core.models import UTCDateTime
+from scheduler_core.columns import UTCDateTime
 from scheduler_core.prepared import Prepared, prepared
-from scheduler_core.store import G, J, R, _claim_first, _group, _job, _run
+from scheduler_core.store.hot import claim_first
+from scheduler_core.store.rows import group as _group
+from scheduler_core.store.rows import job as _job
+from scheduler_core.store.rows import run as _run
+from scheduler_core.tables import GROUPS as G
+from scheduler_core.tables import JOBS as J
+from scheduler_core.tables import RUNS as R
 
 
 def _fill(svc: SchedulerService) -> None:
@@ -116,7 +122,7 @@ def test_the_sqlite_claim_seeks_the_dispatch_index_whatever_the_queue(tmp_path: 
         svc.enqueue_jobs([{"job_type": "noop"}] * 2000)
 
         def plan(conn: sa.Connection) -> list[str]:
-            claim = prepared(conn, _claim_first(1))
+            claim = prepared(conn, claim_first(1))
             args = claim._parameters(
                 {
                     "t0": "noop",

@@ -21,10 +21,10 @@ from scheduler_core import (
 from tests.conftest import wait_for
 from tests.scheduler.rules_support import (
     GateHandler,
-    by_model,
     count_rows,
     drain,
     kill,
+    register_llm,
     run_in_thread,
     run_of,
     start_module,
@@ -196,7 +196,7 @@ def test_direct_ollama_work_waits_while_an_ollama_job_runs(
     worker = open_service()
     caller = open_service()
     for s in (worker, caller):
-        s.register("llm", handler, resource=by_model)
+        register_llm(s, handler)
     ollama_job = worker.enqueue_job(
         "llm", {"name": "o-job", "model": "ollama/llama3", "block": True}
     )

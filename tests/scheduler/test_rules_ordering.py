@@ -13,8 +13,8 @@ from scheduler_core import JobStatus, SchedulerService
 from tests.conftest import wait_for
 from tests.scheduler.rules_support import (
     GateHandler,
-    by_model,
     drain,
+    register_llm,
     run_of,
     status_of,
     wait_status,
@@ -111,9 +111,9 @@ def test_job_held_back_by_its_resource_does_not_hold_back_other_resources(
 ) -> None:
     handler = GateHandler()
     svc = open_service()
-    svc.register("llm", handler, resource=by_model)
+    register_llm(svc, handler)
     worker = open_service()
-    worker.register("llm", handler, resource=by_model)
+    register_llm(worker, handler)
     running = svc.enqueue_job(
         "llm", {"name": "o1", "model": "ollama/llama3", "block": True}, priority=5
     )

@@ -20,6 +20,7 @@ from tests.scheduler.rules_support import (
     GateHandler,
     by_model,
     kill,
+    register_llm,
     run_of,
     start_module,
     wait_status,
@@ -64,7 +65,7 @@ def test_at_most_one_ollama_job_runs_across_workers_while_external_jobs_run_conc
     probe = ConcurrencyProbe()
     services = [open_service(), open_service()]
     for s in services:
-        s.register("llm", probe, resource=by_model)
+        register_llm(s, probe)
     svc = services[0]
     models = itertools.cycle(["ollama/llama3", "openai/gpt-4o", "anthropic/claude", "ollama/qwen"])
     jobs = [svc.enqueue_job("llm", {"i": i, "model": next(models)}) for i in range(16)]
@@ -97,7 +98,7 @@ def test_ollama_jobs_wait_for_each_other_while_external_work_uses_free_slots(
 ) -> None:
     handler = GateHandler()
     svc = open_service()
-    svc.register("llm", handler, resource=by_model)
+    register_llm(svc, handler)
     o1 = svc.enqueue_job("llm", {"name": "o1", "model": "ollama/a", "block": True})
     o2 = svc.enqueue_job("llm", {"name": "o2", "model": "ollama/b"})
     e1 = svc.enqueue_job("llm", {"name": "e1", "model": "openai/x", "block": True})
@@ -127,7 +128,7 @@ def test_ollama_jobs_wait_for_each_other_while_external_work_uses_free_slots(
 def test_resource_is_derived_from_params_by_the_registered_rule(
     svc: SchedulerService,
 ) -> None:
-    svc.register("llm", GateHandler(), resource=by_model)
+    register_llm(svc, GateHandler())
     assert svc.enqueue_job("llm", {"model": "ollama/llama3"}).resource == "ollama"
     assert svc.enqueue_job("llm", {"model": "openai/gpt-4o"}).resource == "external"
     assert svc.resource_limits()["ollama"] == 1
@@ -145,7 +146,7 @@ def test_an_ollama_job_in_another_process_holds_back_ollama_but_not_external_wor
 ) -> None:
     gate = tmp_path / "release-remote"
     svc = open_service()
-    svc.register("llm", hold, resource=by_model)
+    register_llm(svc, hold)
     remote_job = svc.enqueue_job(
         "llm", {"name": "remote", "model": "ollama/llama3", "hold_until": str(gate)}
     )

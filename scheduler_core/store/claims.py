@@ -1,0 +1,178 @@
+"""Claims: QUEUED -> RUNNING for the next eligible job, or for a direct execution.
+
+On SQLite a claim is one statement (store/hot.py `claim_first`) under the write lock
+the transaction took up front. On PostgreSQL concurrent claims skip each other's
+locked heads (`FOR UPDATE SKIP LOCKED`), capped resources are serialised by a lock on
+their resource row, and an advisory lock orders claims against reservations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from scheduler_core.errors import ReservationNotFoundError, StaleStateError
+from scheduler_core.prepared import prepared
+from scheduler_core.rules import resources
+from scheduler_core.rules.ordering import dispatch_key
+from scheduler_core.statuses import JobRunStatus, JobStatus, WorkerStatus
+from scheduler_core.store import rows
+from scheduler_core.store.base import StoreBase
+from scheduler_core.store.hot import (
+    UNSET_RUN,
+    Hot,
+    claim_first,
+    head_skip_locked,
+    type_params,
+)
+from scheduler_core.tables import JOBS as J
+from scheduler_core.tables import RESERVATIONS as RES
+from scheduler_core.tables import WORKERS as W
+from scheduler_core.values import Claim, Job, JobRun, JobSpec, Reservation, utcnow
+
+
+class ClaimsStore(StoreBase):
+    if TYPE_CHECKING:  # JobsStore, ReservationsStore
+
+        def insert_jobs(
+            self, conn: Connection, specs: Sequence[JobSpec], *, now: datetime | None = None
+        ) -> list[Job]: ...
+
+        def resource_limits(self, conn: Connection) -> dict[str, int | None]: ...
+
+        def active_reservations(self, conn: Connection, *, now: datetime) -> list[Reservation]: ...
+
+    def claim_next(
+        self, conn: Connection, *, worker_id: str, job_types: Sequence[str], now: datetime
+    ) -> Claim | None:
+        """Claim the next eligible job for this worker, or None when nothing may run."""
+        if not job_types:
+            return None
+        if not self.is_postgres:
+            params: dict[str, Any] = type_params(job_types)
+            params.update(now=now, b_now=now, b_worker_id=worker_id)
+            row = prepared(conn, claim_first(len(job_types))).first(conn, params)
+            return None if row is None else self._started(conn, row, worker_id=worker_id, now=now)
+        self._dispatch_lock(conn, exclusive=False)
+        state = prepared(conn, Hot.dispatch_state).all(conn, {"now": now})
+        if not state or state[0].reserved:
+            return None
+        capped = {r.name: r.limit for r in state if r.limit is not None}
+        excluded = {
+            r.name for r in state if not resources.has_room(limit=r.limit, running=r.running)
+        }
+        while True:
+            names = tuple(r.name for r in state if r.name not in excluded)
+            best = self._best_head(conn, names, job_types, now)
+            if best is None:
+                return None
+            limit = capped.get(best.resource)
+            if limit is not None and self._resource_is_full(conn, best.resource, limit):
+                excluded.add(best.resource)
+                continue
+            return self._start(conn, best.job_id, worker_id=worker_id, now=now)
+
+    def _resource_is_full(self, conn: Connection, resource: str, limit: int) -> bool:
+        if self.is_postgres:
+            # Serialise claims of a capped resource across processes.
+            prepared(conn, Hot.lock_resource).run(conn, {"resource": resource}).close()
+        busy = int(prepared(conn, Hot.running_of).scalar(conn, {"resource": resource}))
+        return not resources.has_room(limit=limit, running=busy)
+
+    def _best_head(
+        self, conn: Connection, names: tuple[str, ...], job_types: Sequence[str], now: datetime
+    ) -> Any | None:
+        """PostgreSQL: the first job in dispatch order among the unlocked heads of each
+        resource's queue."""
+        params: dict[str, Any] = {**type_params(job_types), "now": now}
+        head = prepared(conn, head_skip_locked(len(job_types)))
+        heads = [h for r in names if (h := head.first(conn, {**params, "resource": r}))]
+        return min(heads, key=dispatch_key, default=None)
+
+    def _start(self, conn: Connection, job_id: int, *, worker_id: str, now: datetime) -> Claim:
+        """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once.
+
+        The start time is read here, after every lock of the claim is held (on
+        PostgreSQL they are taken inside the transaction), so a job never appears to
+        start before the run whose end made room for it.
+        """
+        now = max(now, utcnow())
+        row = prepared(conn, Hot.start_job).first(
+            conn, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
+        )
+        if row is None:
+            raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
+        return self._started(conn, row, worker_id=worker_id, now=now)
+
+    def _started(self, conn: Connection, row: Any, *, worker_id: str, now: datetime) -> Claim:
+        """The rest of a start: the job's JobRun, and its group's start."""
+        job = rows.job(row)
+        values = {
+            "job_id": job.job_id,
+            "status": JobRunStatus.RUNNING.value,
+            "started_at": now,
+            "worker_id": worker_id,
+            "params_snapshot": dict(job.params),
+            "artifacts": [],
+            "log_path": self.log_path_for(job),
+        }
+        insert = prepared(conn, Hot.insert_run)
+        run_id = insert.scalar(conn, {f"v_{k}": v for k, v in values.items()})
+        if job.group_id is not None:
+            prepared(conn, Hot.start_group).run(
+                conn, {"b_group_id": job.group_id, "b_now": now}
+            ).close()
+        # The row is known: build the value here instead of reading it back.
+        run = rows.value(JobRun, {**values, **UNSET_RUN, "run_id": run_id})
+        return Claim(job=job, run=run)
+
+    def claim_direct(
+        self,
+        conn: Connection,
+        spec: JobSpec,
+        *,
+        reservation_id: int,
+        worker_id: str,
+        heartbeat_timeout: float,
+        now: datetime,
+    ) -> Claim | None:
+        """Start a direct job if its reservation is first in line and a slot is free."""
+        self._dispatch_lock(conn, exclusive=True)
+        active = self.active_reservations(conn, now=now)
+        if not any(r.reservation_id == reservation_id for r in active):
+            raise ReservationNotFoundError(
+                f"reservation {reservation_id} is not active (released or expired)"
+            )
+        if active[0].reservation_id != reservation_id:
+            return None
+        running = conn.execute(
+            sa.select(sa.func.count()).where(J.c.status == JobStatus.RUNNING.value)
+        ).scalar_one()
+        live_slots = self.live_slots(conn, now=now, heartbeat_timeout=heartbeat_timeout)
+        if not resources.direct_has_room(running=running, live_slots=live_slots):
+            return None
+        limit = self.resource_limits(conn).get(spec.resource)
+        if limit is not None and self._resource_is_full(conn, spec.resource, limit):
+            return None
+        (job,) = self.insert_jobs(conn, [spec], now=now)
+        claim = self._start(conn, job.job_id or 0, worker_id=worker_id, now=now)
+        conn.execute(
+            sa.update(RES)
+            .where(RES.c.reservation_id == reservation_id)
+            .values(job_id=claim.job.job_id)
+        )
+        return claim
+
+    def live_slots(self, conn: Connection, *, now: datetime, heartbeat_timeout: float) -> int:
+        """Slots of the workers whose heartbeat is fresh."""
+        fresh = now - timedelta(seconds=heartbeat_timeout)
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(W.c.slots), 0)).where(
+                W.c.status == WorkerStatus.RUNNING.value, W.c.heartbeat_at >= fresh
+            )
+        ).scalar_one()
+        return int(total)

@@ -1,0 +1,81 @@
+"""A run's end: close the run and its job, then apply the retry and group rules in the
+same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Connection
+
+from scheduler_core.errors import StaleStateError
+from scheduler_core.prepared import prepared
+from scheduler_core.rules.retry import automatic_retry_at
+from scheduler_core.statuses import JobStatus
+from scheduler_core.store import rows
+from scheduler_core.store.base import StoreBase
+from scheduler_core.store.hot import Hot
+from scheduler_core.values import Claim, Finish, Job, JobGroup, Outcome
+
+
+class FinishStore(StoreBase):
+    if TYPE_CHECKING:  # JobsStore, GroupsStore
+
+        def insert_linked_job(
+            self,
+            conn: Connection,
+            original: Job,
+            *,
+            not_before: datetime | None,
+            now: datetime,
+            keep_group: bool = True,
+        ) -> Job: ...
+
+        def get_group(self, conn: Connection, group_id: int) -> JobGroup: ...
+
+        def member_ended(
+            self, conn: Connection, job: Job, *, group: JobGroup, retry: Job | None, now: datetime
+        ) -> JobGroup: ...
+
+    def finish(self, conn: Connection, claim: Claim, outcome: Outcome, *, now: datetime) -> Finish:
+        """Close a RUNNING run and its job, then apply the retry and group rules."""
+        job_status = JobStatus(outcome.status.value)
+        run_row = prepared(conn, Hot.finish_run).first(
+            conn,
+            {
+                "b_run_id": claim.run.run_id,
+                "b_status": outcome.status.value,
+                "b_now": now,
+                "b_exit_code": outcome.exit_code,
+                "b_error": outcome.error,
+                "b_artifacts": list(outcome.artifacts),
+            },
+        )
+        ended = prepared(conn, Hot.finish_job).rowcount(
+            conn, {"b_job_id": claim.job.job_id, "b_status": job_status.value, "b_now": now}
+        )
+        if run_row is None or ended != 1:
+            raise StaleStateError(
+                f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
+                "it was finished elsewhere (recovered as crashed?)"
+            )
+        # A RUNNING job's row changes only here (its run gains a flow run id, so the run
+        # is read back): the claimed value plus its end is the row.
+        job = claim.job.model_copy(update={"status": job_status, "finished_at": now})
+        run = rows.run(run_row)
+        group = self.get_group(conn, job.group_id) if job.group_id is not None else None
+        retry_at = automatic_retry_at(
+            job,
+            policy=self.retry_policy,
+            group_cancel_requested=group is not None and group.cancel_requested,
+            now=now,
+        )
+        retry = (
+            None
+            if retry_at is None
+            else self.insert_linked_job(conn, job, not_before=retry_at, now=now)
+        )
+        self.plugins.on_terminal_run_in_tx(conn, job, run)
+        if group is not None:
+            group = self.member_ended(conn, job, group=group, retry=retry, now=now)
+        return Finish(job=job, run=run, retry=retry, group=group)

@@ -1,0 +1,168 @@
+"""Job groups: their rows, and what a member's end or cancel writes (rules/groups.py
+decides which)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from scheduler_core.errors import GroupNotFoundError
+from scheduler_core.rules import groups
+from scheduler_core.rules.groups import GroupStep
+from scheduler_core.statuses import JobGroupStatus, JobOrigin, JobRunStatus, JobStatus
+from scheduler_core.store import rows
+from scheduler_core.store.base import StoreBase
+from scheduler_core.tables import GROUPS as G
+from scheduler_core.tables import JOBS as J
+from scheduler_core.tables import RUNS as R
+from scheduler_core.values import Job, JobGroup, JobSpec
+
+
+class GroupsStore(StoreBase):
+    if TYPE_CHECKING:  # JobsStore
+
+        def insert_jobs(
+            self,
+            conn: Connection,
+            specs: Sequence[JobSpec],
+            *,
+            group_id: int | None = None,
+            now: datetime | None = None,
+        ) -> list[Job]: ...
+
+    def insert_group(
+        self, conn: Connection, *, name: str, specs: Sequence[JobSpec], now: datetime
+    ) -> tuple[JobGroup, list[Job]]:
+        origin = specs[0].origin if specs else JobOrigin.QUEUE
+        row = conn.execute(
+            sa.insert(G)
+            .values(
+                name=name,
+                status=JobGroupStatus.QUEUED.value,
+                size=len(specs),
+                cancel_requested=False,
+                origin=origin.value,
+                created_at=now,
+            )
+            .returning(*G.c)
+        ).one()
+        group = rows.group(row)
+        jobs = self.insert_jobs(conn, specs, group_id=group.group_id, now=now)
+        return group, jobs
+
+    def get_group(self, conn: Connection, group_id: int) -> JobGroup:
+        row = conn.execute(sa.select(G).where(G.c.group_id == group_id)).first()
+        if row is None:
+            raise GroupNotFoundError(f"job group {group_id} does not exist")
+        return rows.group(row)
+
+    def member_ended(
+        self, conn: Connection, job: Job, *, group: JobGroup, retry: Job | None, now: datetime
+    ) -> JobGroup:
+        """After a member's run ended: wait for its retry, release the next member, or
+        skip the rest; then finalize the group if every member is terminal."""
+        step = groups.after_member_end(job, group=group, retry_created=retry is not None)
+        return self._apply(conn, step, job, group=group, now=now)
+
+    def member_cancelled(self, conn: Connection, job: Job, *, now: datetime) -> None:
+        assert job.group_id is not None
+        group = self.get_group(conn, job.group_id)
+        self._apply(
+            conn, groups.after_member_cancelled(job, group=group), job, group=group, now=now
+        )
+
+    def _apply(
+        self, conn: Connection, step: GroupStep, job: Job, *, group: JobGroup, now: datetime
+    ) -> JobGroup:
+        if step == GroupStep.WAIT:
+            return group
+        if step == GroupStep.SKIP_REST:
+            self._skip_rest(conn, job, now=now)
+        elif step == GroupStep.RELEASE_NEXT and self._release_next(conn, job):
+            return group
+        return self._finalize_if_done(conn, group.group_id or 0, now=now)
+
+    def _release_next(self, conn: Connection, job: Job) -> bool:
+        """Release the next queued member after `job`; False if there is none."""
+        nxt = conn.execute(
+            sa.select(J.c.job_id)
+            .where(
+                J.c.group_id == job.group_id,
+                J.c.status == JobStatus.QUEUED.value,
+                J.c.sequence > job.sequence,
+            )
+            .order_by(J.c.sequence, J.c.job_id)
+            .limit(1)
+        ).scalar()
+        if nxt is None:
+            return False
+        conn.execute(sa.update(J).where(J.c.job_id == nxt).values(held=False))
+        return True
+
+    def _skip_rest(self, conn: Connection, failed: Job, *, now: datetime) -> None:
+        skipped_rows = conn.execute(
+            sa.update(J)
+            .where(
+                J.c.group_id == failed.group_id,
+                J.c.status == JobStatus.QUEUED.value,
+                J.c.sequence > failed.sequence,
+            )
+            .values(status=JobStatus.SKIPPED.value, held=False, finished_at=now)
+            .returning(*J.c)
+        ).all()
+        error = groups.skip_error(failed)
+        for row in sorted(skipped_rows, key=lambda r: (r.sequence, r.job_id)):
+            skipped = rows.job(row)
+            run_row = conn.execute(
+                sa.insert(R)
+                .values(
+                    job_id=skipped.job_id,
+                    status=JobRunStatus.SKIPPED.value,
+                    started_at=None,
+                    finished_at=now,
+                    error=error,
+                    artifacts=[],
+                    params_snapshot=skipped.params,
+                )
+                .returning(*R.c)
+            ).one()
+            self.plugins.on_terminal_run_in_tx(conn, skipped, rows.run(run_row))
+
+    def _finalize_if_done(self, conn: Connection, group_id: int, *, now: datetime) -> JobGroup:
+        """Write the group's terminal status once every member is terminal, never before."""
+        group = self.get_group(conn, group_id)
+        members = conn.execute(
+            sa.select(J.c.sequence, J.c.status).where(J.c.group_id == group_id)
+        ).all()
+        status = groups.outcome(group, ((seq, JobStatus(s)) for seq, s in members))
+        if status is None:
+            return group
+        row = conn.execute(
+            sa.update(G)
+            .where(
+                G.c.group_id == group_id,
+                G.c.status.in_([JobGroupStatus.QUEUED.value, JobGroupStatus.RUNNING.value]),
+            )
+            .values(status=status.value, finished_at=now)
+            .returning(*G.c)
+        ).one()
+        group = rows.group(row)
+        self.plugins.on_group_end_in_tx(conn, group)
+        return group
+
+    def cancel_group(self, conn: Connection, group_id: int, *, now: datetime) -> JobGroup:
+        """Cancel the queued members; a running member finishes, then the group ends."""
+        group = self.get_group(conn, group_id)
+        if group.status.is_terminal:
+            return group
+        conn.execute(
+            sa.update(J)
+            .where(J.c.group_id == group_id, J.c.status == JobStatus.QUEUED.value)
+            .values(status=JobStatus.CANCELLED.value, finished_at=now)
+        )
+        conn.execute(sa.update(G).where(G.c.group_id == group_id).values(cancel_requested=True))
+        return self._finalize_if_done(conn, group_id, now=now)

@@ -1,0 +1,206 @@
+"""The statements on the dispatch path, built once: building SQL per call costs more
+than running it on SQLite. They run through `prepared` (compiled once per dialect, on
+the driver's cursor).
+
+Each statement keeps a rule of rules/ in SQL form: the dispatch order
+(rules/ordering.py), "room in a resource class" (rules/resources.py `has_room`), a
+direct reservation pausing the queue, and a held group member never being dispatched
+(rules/groups.py). Tests hold each to its Python statement.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import sqlalchemy as sa
+
+from scheduler_core.rules.ordering import DISPATCH_ORDER
+from scheduler_core.statuses import (
+    JobGroupStatus,
+    JobRunStatus,
+    JobStatus,
+    ReservationStatus,
+)
+from scheduler_core.tables import GROUPS as G
+from scheduler_core.tables import JOBS as J
+from scheduler_core.tables import RESERVATIONS as RES
+from scheduler_core.tables import RESOURCES as RC
+from scheduler_core.tables import RUNS as R
+from scheduler_core.values import Job, JobRun
+
+_P = sa.bindparam
+QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+NOT_HELD = J.c.held == sa.false()
+
+JOB_INSERT_KEYS = (
+    "job_type",
+    "params",
+    "priority",
+    "position",
+    "status",
+    "resource",
+    "held",
+    "group_id",
+    "sequence",
+    "attempt",
+    "max_retries",
+    "not_before",
+    "origin",
+    "created_at",
+    "queued_at",
+)
+RUN_INSERT_KEYS = (
+    "job_id",
+    "status",
+    "started_at",
+    "worker_id",
+    "params_snapshot",
+    "artifacts",
+    "log_path",
+)
+# The columns a new row leaves empty (besides its id), so that a value can be built
+# from what was inserted instead of reading the row back.
+UNSET_JOB = dict.fromkeys(set(Job.model_fields) - {"job_id", *JOB_INSERT_KEYS})
+UNSET_RUN = dict.fromkeys(set(JobRun.model_fields) - {"run_id", *RUN_INSERT_KEYS})
+
+# PostgreSQL advisory lock: claims hold it shared, reservations and direct starts
+# exclusively, so a reservation never races a claim that has not committed yet.
+DISPATCH_LOCK_KEY = 0x5C4ED
+
+
+def dispatch_order(table: Any = J) -> list[Any]:
+    """ORDER BY of rules/ordering.py's DISPATCH_ORDER on `table` (or an alias of it)."""
+    columns = table.c
+    return [columns[name].desc() if desc else columns[name] for name, desc in DISPATCH_ORDER]
+
+
+def running(resource: Any) -> sa.Select[Any]:
+    """How many jobs of `resource` (a name, or a correlated column) are RUNNING."""
+    return sa.select(sa.func.count()).where(
+        J.c.status == RUNNING, NOT_HELD, J.c.resource == resource
+    )
+
+
+# A direct reservation that pauses the queue (the claim's `now` bound as "now").
+RESERVED = sa.exists(
+    sa.select(RES.c.reservation_id).where(
+        RES.c.status == ReservationStatus.ACTIVE.value, RES.c.expires_at > _P("now")
+    )
+)
+
+
+class Hot:
+    """The prebuilt statements."""
+
+    limits = sa.select(RC.c.name, RC.c.limit)
+    # One round trip for everything a claim must know first: each resource class with its
+    # cap and RUNNING count, and whether a direct reservation pauses the queue.
+    dispatch_state = sa.select(
+        RC.c.name,
+        RC.c.limit,
+        running(RC.c.name).scalar_subquery().label("running"),
+        RESERVED.label("reserved"),
+    ).order_by(RC.c.name)
+    running_of = running(_P("resource"))
+    lock_resource = sa.select(RC.c.name).where(RC.c.name == _P("resource")).with_for_update()
+    dispatch_lock_shared = sa.select(sa.func.pg_advisory_xact_lock_shared(_P("key")))
+    dispatch_lock_exclusive = sa.select(sa.func.pg_advisory_xact_lock(_P("key")))
+    start_job = (
+        sa.update(J)
+        .where(J.c.job_id == _P("b_job_id"), J.c.status == QUEUED)
+        .values(status=RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
+        .returning(*J.c)
+    )
+    insert_run = (
+        sa.insert(R).values({k: _P(f"v_{k}") for k in RUN_INSERT_KEYS}).returning(R.c.run_id)
+    )
+    insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
+    insert_one_job = (
+        sa.insert(J).values({k: _P(f"v_{k}") for k in JOB_INSERT_KEYS}).returning(J.c.job_id)
+    )
+    start_group = (
+        sa.update(G)
+        .where(G.c.group_id == _P("b_group_id"), G.c.status == JobGroupStatus.QUEUED.value)
+        .values(status=JobGroupStatus.RUNNING.value, started_at=_P("b_now"))
+    )
+    finish_run = (
+        sa.update(R)
+        .where(R.c.run_id == _P("b_run_id"), R.c.status == JobRunStatus.RUNNING.value)
+        .values(
+            status=_P("b_status"),
+            finished_at=_P("b_now"),
+            exit_code=_P("b_exit_code"),
+            error=_P("b_error"),
+            artifacts=_P("b_artifacts", type_=R.c.artifacts.type),
+        )
+        .returning(*R.c)
+    )
+    finish_job = (
+        sa.update(J)
+        .where(J.c.job_id == _P("b_job_id"), J.c.status == RUNNING)
+        .values(status=_P("b_status"), finished_at=_P("b_now"))
+    )
+
+
+def type_params(job_types: Any) -> dict[str, Any]:
+    """The bind values of `eligible(len(job_types))`'s job type list."""
+    return {f"t{i}": name for i, name in enumerate(job_types)}
+
+
+@functools.cache
+def eligible(n_types: int) -> sa.Select[Any]:
+    """QUEUED, released, due jobs of n registered types, in dispatch order."""
+    return (
+        sa.select(J)
+        .where(
+            J.c.status == QUEUED,
+            NOT_HELD,
+            J.c.job_type.in_([_P(f"t{i}") for i in range(n_types)]),
+            sa.or_(J.c.not_before.is_(None), J.c.not_before <= _P("now")),
+        )
+        .order_by(*dispatch_order())
+        .limit(1)
+    )
+
+
+@functools.cache
+def head_skip_locked(n_types: int) -> sa.Select[Any]:
+    """PostgreSQL: the first job of one resource that no other claim has locked."""
+    return eligible(n_types).where(J.c.resource == _P("resource")).with_for_update(skip_locked=True)
+
+
+@functools.cache
+def claim_first(n_types: int) -> sa.Update:
+    """SQLite: the whole claim in one statement (the write lock is already held).
+
+    Start the first job, in dispatch order, among the heads of every resource class
+    that has room, unless a direct reservation pauses the queue. Each head is an index
+    seek, so the cost does not grow with the queue.
+    """
+    head_id = (
+        eligible(n_types)
+        .with_only_columns(J.c.job_id)
+        .where(J.c.resource == RC.c.name)
+        .correlate(RC)
+        .scalar_subquery()
+    )
+    busy = running(RC.c.name).correlate(RC).scalar_subquery()
+    head = J.alias("head")
+    best = (
+        sa.select(head.c.job_id)
+        .select_from(RC.join(head, head.c.job_id == head_id))
+        .where(
+            sa.or_(RC.c.limit.is_(None), busy < RC.c.limit),  # rules/resources.has_room
+            ~RESERVED,
+        )
+        .order_by(*dispatch_order(head))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        sa.update(J)
+        .where(J.c.job_id == best, J.c.status == QUEUED)
+        .values(status=RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
+        .returning(*J.c)
+    )
