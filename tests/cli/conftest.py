@@ -1,6 +1,6 @@
 """The `llmsched` command line, run as real subprocesses against a real database.
 
-`cli(...)` runs `python -m scheduler_core.cli ARGS --db <the test's db_url>` with the
+`cli(...)` runs `python -m llmsched ARGS --db <the test's db_url>` with the
 test's LLMSCHED_HOME; `cli.many(...)` runs several at once (start-up is most of the cost).
 """
 
@@ -54,7 +54,7 @@ class CLI:
         self.db_url = db_url
 
     def command(self, args: Sequence[str], db: bool) -> list[str]:
-        cmd = [sys.executable, "-m", "scheduler_core.cli", *args]
+        cmd = [sys.executable, "-m", "llmsched", *args]
         return [*cmd, "--db", self.db_url] if db else cmd
 
     def __call__(

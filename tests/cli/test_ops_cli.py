@@ -9,8 +9,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from llmsched.cli import app
 from scheduler_core import JobStatus, SchedulerService
-from scheduler_core.cli import app
 from tests.cli.conftest import CLI
 
 COMMANDS = [

@@ -38,7 +38,7 @@ def worker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scheduler_core.cli", "worker", "--db", db_url],
+        [sys.executable, "-m", "llmsched", "worker", "--db", db_url],
         cwd=ROOT,
         env=cli_env(LLMSCHED_HEARTBEAT_INTERVAL="0.5"),
         stdout=log,

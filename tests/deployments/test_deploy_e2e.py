@@ -132,7 +132,7 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
     # The scheduler worker first: it takes a few seconds to start, in parallel with the rest.
     scheduler = processes.start(
         "scheduler-worker",
-        *(sys.executable, "-m", "scheduler_core.cli", "worker", "--db", db_url),
+        *(sys.executable, "-m", "llmsched", "worker", "--db", db_url),
     )
 
     processes.run(

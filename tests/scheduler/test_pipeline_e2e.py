@@ -82,7 +82,7 @@ class Workers:
             [
                 sys.executable,
                 "-m",
-                "scheduler_core.cli",
+                "llmsched",
                 "worker",
                 "--db",
                 self.db_url,

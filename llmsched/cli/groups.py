@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scheduler_core.cli._app import app
-from scheduler_core.cli._common import (
+from llmsched.cli._app import app
+from llmsched.cli._common import (
     CLIError,
     DbOption,
     JsonOption,
@@ -23,7 +23,7 @@ from scheduler_core.cli._common import (
     short,
     when,
 )
-from scheduler_core.cli._common import table as new_table
+from llmsched.cli._common import table as new_table
 
 if TYPE_CHECKING:
     from scheduler_core.service import SchedulerService
@@ -171,7 +171,7 @@ def group_show(
 
     JSON: {"group": {...}, "jobs": [{"job": {...}, "run": {...} | null}, ...]}
     """
-    from scheduler_core.cli.jobs import job_and_run
+    from llmsched.cli.jobs import job_and_run
     from scheduler_core.representation import group_to_dict
 
     with service(db) as svc:

@@ -18,7 +18,7 @@ try:  # typer >= 0.24 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
-from scheduler_core.cli._common import (
+from llmsched.cli._common import (
     EXIT_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scheduler_core.cli._app import app
-from scheduler_core.cli._common import (
+from llmsched.cli._app import app
+from llmsched.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
     DbOption,
@@ -30,7 +30,7 @@ from scheduler_core.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from scheduler_core.models import Job, JobRun
+    from scheduler_core import Job, JobRun
     from scheduler_core.service import SchedulerService
 
 PANEL = "Jobs"

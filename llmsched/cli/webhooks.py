@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from scheduler_core.cli._app import app
-from scheduler_core.cli._common import (
+from llmsched.cli._app import app
+from llmsched.cli._common import (
     CLIError,
     DbOption,
     JsonOption,

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scheduler_core.cli._app import app
-from scheduler_core.cli._common import (
+from llmsched.cli._app import app
+from llmsched.cli._common import (
     DbOption,
     JsonOption,
     add_row,
@@ -29,8 +29,9 @@ PANEL = "Operating"
 
 
 def status_report(svc: SchedulerService, *, all_workers: bool) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
     from scheduler_core.liveness import worker_is_alive
-    from scheduler_core.models import utcnow
     from scheduler_core.representation import (
         reservation_to_dict,
         run_to_dict,
@@ -52,7 +53,7 @@ def status_report(svc: SchedulerService, *, all_workers: bool) -> dict[str, Any]
         {"resource": name, "limit": limits.get(name), "running": counts.get(name, 0)}
         for name in sorted(set(limits) | set(counts))
     ]
-    now = utcnow()
+    now = datetime.now(UTC)
     timeout = svc.settings.heartbeat_timeout
     workers = [
         worker_to_dict(w, alive=worker_is_alive(w, now=now, heartbeat_timeout=timeout), now=now)
@@ -160,7 +161,7 @@ def recover(db: DbOption = None, as_json: JsonOption = False) -> None:
         ]
         if in_prefect:  # only then is Prefect needed (imported, contacted)
             from flows.executor import install_prefect
-            from scheduler_core.cli._common import quiet_prefect
+            from llmsched.cli._common import quiet_prefect
 
             quiet_prefect()
             install_prefect(svc)
