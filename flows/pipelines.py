@@ -14,11 +14,9 @@ from prefect import Flow
 from flows.executor import PrefectExecutor, install_prefect, register_flow
 from flows.llm import resolve_model
 from flows.research import research_pipeline
+from flows.resources import declare_resources
 from flows.story import story_pipeline
 from scheduler_core.service import SchedulerService
-
-RESOURCE_LIMITS: dict[str, int] = {"ollama": 1}
-"""Only one local Ollama workload runs at a time (the test plan's RULE-1)."""
 
 PIPELINES: dict[str, Flow[..., Any]] = {
     "story": story_pipeline,
@@ -43,8 +41,7 @@ def install_pipelines(svc: SchedulerService) -> PrefectExecutor:
     """Register every pipeline on `svc` and run its jobs as Prefect flow runs; the local
     Ollama server takes one job at a time (the `ollama` resource's cap)."""
     executor = install_prefect(svc)
-    for resource, limit in RESOURCE_LIMITS.items():
-        svc.set_resource_limit(resource, limit)
+    declare_resources(svc)
     for job_type, flow in PIPELINES.items():
         register_flow(svc, job_type, flow, resource=resource_by_model(flow))
     return executor

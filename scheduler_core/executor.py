@@ -79,7 +79,8 @@ class _RunLogFormatter(logging.Formatter):
     """Records as run-log lines, with their traceback or stack below like logging's."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = _line(record.created, record.levelname, record.source, record.getMessage())
+        source = getattr(record, "source", record.name)
+        text = _line(record.created, record.levelname, source, record.getMessage())
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

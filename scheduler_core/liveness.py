@@ -16,7 +16,7 @@ HOST = socket.gethostname()
 
 def process_started_at(pid: int | None = None) -> float:
     """The process start time tells a live pid from a recycled one."""
-    return psutil.Process(pid or os.getpid()).create_time()
+    return float(psutil.Process(pid or os.getpid()).create_time())
 
 
 def pid_is_alive(pid: int, started_at: float) -> bool:

@@ -35,8 +35,8 @@ class Prepared:
         "statement",
     )
 
-    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect) -> None:
+        compiled: Any = statement.compile(dialect=dialect)  # a SQLCompiler
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("a prepared statement cannot hold expanding (IN) parameters")
         self.statement = statement
@@ -70,10 +70,8 @@ class Prepared:
         self._results: list[tuple[int, Callable[[Any], Any]]] = [
             (i, p) for i, p in enumerate(processors) if p is not None
         ]
-        self._row = (
-            namedtuple("Row", [c.key for c in columns], rename=True)  # type: ignore[misc]
-            if columns
-            else None
+        self._row: Any = (
+            namedtuple("Row", [c.key for c in columns], rename=True) if columns else None
         )
 
     def _parameters(self, params: Mapping[str, Any]) -> Any:
@@ -138,7 +136,7 @@ class Prepared:
 _compiled: weakref.WeakKeyDictionary[sa.Dialect, dict[int, Prepared]] = weakref.WeakKeyDictionary()
 
 
-def prepared(conn: Connection, statement: sa.Executable) -> Prepared:
+def prepared(conn: Connection, statement: sa.ClauseElement) -> Prepared:
     """`statement` compiled for `conn`'s dialect, once.
 
     Only for statements that live as long as the process (module or class constants):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from scheduler_core.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
-    from scheduler_core.service import SchedulerService
+    from scheduler_core.dispatching import Dispatching
     from scheduler_core.values import Claim
 
 log = logging.getLogger("scheduler_core.worker")
@@ -19,7 +19,7 @@ log = logging.getLogger("scheduler_core.worker")
 class WorkerLoop:
     """Owns threads only; every state change goes through the service (one code path)."""
 
-    def __init__(self, service: SchedulerService, *, slots: int) -> None:
+    def __init__(self, service: Dispatching, *, slots: int) -> None:
         self.service = service
         self.slots = slots
         self.running = 0

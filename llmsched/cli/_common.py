@@ -84,11 +84,14 @@ ModelOption = Annotated[
 
 @contextmanager
 def service(db: str | None, *, pipelines: bool = False) -> Iterator[SchedulerService]:
-    """Open the scheduler on `db`; with `pipelines`, the story/research job types too."""
+    """Open the scheduler on `db` with the pipelines' resource caps declared; with
+    `pipelines`, the story/research job types too."""
+    from flows.resources import declare_resources
     from scheduler_core.service import SchedulerService
 
     svc = SchedulerService.open(db)
     try:
+        declare_resources(svc)
         if pipelines:
             from flows.pipelines import install_pipelines
 

@@ -149,26 +149,35 @@ def recover(db: DbOption = None, as_json: JsonOption = False) -> None:
     """
     import dataclasses
 
+    from scheduler_core import Plugin
+
+    class Collect(Plugin):
+        def __init__(self) -> None:
+            self.recovered: list[Any] = []
+
+        def on_recovered(self, claim: Any, finish: Any) -> None:
+            self.recovered.append((claim, finish))
+
     warnings: list[str] = []
     with service(db) as svc:
-        recovered: list[Any] = []
-        svc.recovery_hooks.append(lambda claim, finish: recovered.append((claim, finish)))
+        collect = Collect()
+        svc.add_plugin(collect)
         report = svc.recover()
+        recovered = collect.recovered
         in_prefect = [
             (claim, finish)
             for claim, finish in recovered
             if finish.run.flow_run_id or svc.leases_of(claim.run.run_id or 0)
         ]
         if in_prefect:  # only then is Prefect needed (imported, contacted)
-            from flows.executor import install_prefect
+            from flows.executor import CrashCleanup, install_prefect
             from llmsched.cli._common import quiet_prefect
 
             quiet_prefect()
-            install_prefect(svc)
-            cleanup = svc.recovery_hooks[-1]
+            cleanup = CrashCleanup(svc, install_prefect(svc))
             for claim, finish in in_prefect:
                 try:
-                    cleanup(claim, finish)
+                    cleanup.on_recovered(claim, finish)
                 except Exception as exc:
                     warnings.append(
                         f"job {claim.job.job_id}: Prefect clean-up failed "

@@ -57,12 +57,13 @@ def skip_error(failed: Job) -> str:
 
 
 def outcome(group: JobGroup, members: Iterable[tuple[int, JobStatus]]) -> JobGroupStatus | None:
-    """The group's terminal status from its members' (sequence, status) pairs, or None
-    while any member (or retry of one) is not terminal.
+    """The group's terminal status from its members' (sequence, status) pairs; None while
+    any member (or retry of one) is not terminal, or when the group has already ended.
 
-    A sequence counts as completed when any job of it (the member or one of its retries)
-    COMPLETED. All completed: COMPLETED; some: PARTIAL; none: FAILED, or CANCELLED when
-    the user cancelled the group or every member.
+    A cancelled group (`cancel_requested`) ends CANCELLED whatever its members did.
+    Otherwise a sequence counts as completed when any job of it (the member or one of
+    its retries) COMPLETED: all completed, COMPLETED; some, PARTIAL; none, CANCELLED if
+    every member was cancelled, else FAILED.
     """
     by_sequence: dict[int, set[JobStatus]] = {}
     for sequence, status in members:

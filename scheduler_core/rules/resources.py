@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 
-from scheduler_core.errors import ConfigurationError
+from scheduler_core.errors import ConfigurationError, InvalidJobError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 
 
 def check_name(name: object) -> str:
     """A resource class name: 1-64 letters, digits or _ . : @ -."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigurationError(
             f"invalid resource class {name!r}: use 1-64 letters, digits or _ . : @ -"
         )
@@ -27,9 +27,7 @@ def check_name(name: object) -> str:
 def check_limit(limit: object) -> int | None:
     """A cap is a positive integer, or None for no cap."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigurationError(
-            f"resource limit must be a positive integer or None, got {limit!r}"
-        )
+        raise InvalidJobError(f"resource limit must be a positive integer or None, got {limit!r}")
     return limit
 
 

@@ -111,7 +111,7 @@ class ClaimsStore(StoreBase):
     def _started(self, conn: Connection, row: Any, *, worker_id: str, now: datetime) -> Claim:
         """The rest of a start: the job's JobRun, and its group's start."""
         job = rows.job(row)
-        values = {
+        values: dict[str, Any] = {
             "job_id": job.job_id,
             "status": JobRunStatus.RUNNING.value,
             "started_at": now,

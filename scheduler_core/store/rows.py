@@ -30,7 +30,7 @@ def value(model: type[M], data: dict[str, Any]) -> M:
     its per-field alias and default checks, which cost more than the row's SQL."""
     for name, enum in _ENUMS[model].items():
         data[name] = enum(data[name])
-    made = model.__new__(model)  # SQLModel's __new__ sets pydantic's private slots
+    made: M = model.__new__(model)  # SQLModel's __new__ sets pydantic's private slots
     object.__setattr__(made, "__dict__", data)
     object.__setattr__(made, "__pydantic_fields_set__", set(data))
     return made
