@@ -1,4 +1,6 @@
-"""A job scheduler for LLM data-generation pipelines on Prefect 3."""
+"""A job scheduler core: priority order, direct execution, retries, job groups, crash
+recovery and resource caps, with its state in SQLModel tables (SQLite or PostgreSQL).
+It knows no job type, resource class or workflow engine: applications register them."""
 
 from scheduler_core.errors import (
     ConfigurationError,

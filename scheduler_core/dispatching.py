@@ -92,7 +92,7 @@ class Dispatching:
     # ------------------------------------------------------------------ executor records
 
     def attach_flow_run(self, run_id: int, flow_run_id: str) -> None:
-        """Record which Prefect flow run executes a RUNNING job run (once)."""
+        """Record which flow run (the executor's own run) executes a RUNNING job run (once)."""
         self.runs.attach_flow_run(run_id, flow_run_id)
 
     def leases_of(self, run_id: int) -> list[tuple[str, str]]:

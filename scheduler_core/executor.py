@@ -1,8 +1,9 @@
 """The executor seam: how a claimed job's handler is run and its outcome reported.
 
 The default executor calls the registered Python callable in the calling thread.
-Other executors (Prefect flow runs, in `flows.executor`) implement the same
-`Executor` protocol and reuse `run_log` and `outcome_from_result`.
+Other executors (an application's, e.g. one running each job as a workflow engine's
+flow run) implement the same `Executor` protocol and reuse `run_log` and
+`outcome_from_result`.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class _RunLogRouter(logging.Handler):
             self.write(stream, record)
 
     def write(self, stream: Any, record: logging.LogRecord) -> None:
-        # Name the step: Prefect's records carry their task or flow run's name.
+        # Name the step: a workflow engine's records may carry their task or flow run's name.
         record.source = (
             getattr(record, "task_run_name", None)
             or getattr(record, "flow_run_name", None)
@@ -164,7 +165,7 @@ def run_log(
     """Write this run's log file: our start/end lines plus every record logged for it.
 
     Records reach the file when they carry this run's `run_id` (ctx.logger) or, once
-    `RunLog.follow_flow_run` is called, its Prefect `flow_run_id` (run loggers).
+    `RunLog.follow_flow_run` is called, the executor's `flow_run_id` (the loggers given).
     """
     _router.attach((RUN_LOGGER, *loggers))
     log = RunLog(ctx)
@@ -194,7 +195,8 @@ def run_log(
 
 
 class RunLog(logging.LoggerAdapter[logging.Logger]):
-    """The run's logger; `follow_flow_run` adds the Prefect flow run's records to the file."""
+    """The run's logger; `follow_flow_run` adds the records of the executor's flow run
+    (those carrying its `flow_run_id`) to the file."""
 
     def __init__(self, ctx: ExecutionContext) -> None:
         super().__init__(

@@ -131,7 +131,7 @@ class ResourceClass(SQLModel, table=True):
 
 
 # A lease on an external concurrency limit held by a running job (an executor's, e.g. a
-# Prefect global concurrency limit), kept so that crash recovery releases exactly it
+# workflow engine's global concurrency limit), kept so that crash recovery releases exactly it
 # instead of waiting for it to expire.
 class ConcurrencyLease(SQLModel, table=True):
     __tablename__ = "concurrency_lease"
