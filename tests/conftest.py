@@ -69,8 +69,16 @@ def wait_for(
 
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect API server process for the session, on the address fixed above."""
+    """A real Prefect API server process for the session, on the address fixed above.
+
+    Before it stops, what this process still sends to the API (logs, events) is flushed
+    while the server is up: at exit Prefect would otherwise retry it against the
+    stopped server for about a minute (connection backoff), and its failure reports
+    would run beside the end of the session (e.g. a coverage report).
+    """
     import httpx
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = PREFECT_PORT
@@ -119,6 +127,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for(healthy, timeout=90, interval=0.2, what="the Prefect server")
         yield url
     finally:
+        for worker in (APILogWorker, EventsWorker):
+            worker.drain_all(timeout=30)
         server.terminate()
         try:
             server.wait(timeout=20)

@@ -9,24 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect.events.worker import EventsWorker
-from prefect.logging.handlers import APILogWorker
 
 from flows.executor import ensure_ollama_limit
 
 
 @pytest.fixture(scope="session")
-def prefect_server(prefect_api: str) -> Iterator[None]:
-    """The session's Prefect server, with the `ollama` limit the pipelines require.
-
-    At the end, what this process still sends to the API (logs, events) is flushed
-    while the server is up: at exit Prefect would otherwise retry it against the
-    stopped server for about a minute (connection backoff) before giving up.
-    """
+def prefect_server(prefect_api: str) -> None:
+    """The session's Prefect server, with the `ollama` limit the pipelines require."""
     asyncio.run(ensure_ollama_limit())
-    yield
-    for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=30)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,7 @@
-"""Fixtures of the rule tests: a job type "job" whose handler the test can hold and release."""
+"""Fixtures of the rule tests: a job type "job" whose handler the test can hold and release.
+
+The webhook scenarios of test_e2e.py use the webhook tests' `hooked` and `receiver`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import pytest
 
 from scheduler_core import SchedulerService
 from tests.scheduler.rules_support import GateHandler
+from tests.webhooks.conftest import hooked, receiver  # noqa: F401  (fixtures, shared)
 
 
 @pytest.fixture
