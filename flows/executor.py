@@ -95,8 +95,14 @@ class PrefectExecutor:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the executor's loop from any thread and wait for it; Prefect
-        calls made in it use the executor's clients."""
-        return asyncio.run_coroutine_threadsafe(self._with_clients(coro), self._loop).result()
+        calls made in it use the executor's clients. If the waiting thread is interrupted
+        (Ctrl-C, a deadline), the coroutine is cancelled too: it never runs on unseen."""
+        future = asyncio.run_coroutine_threadsafe(self._with_clients(coro), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """Close the clients on the loop that opened them, then stop the loop."""

@@ -23,9 +23,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from scheduler_core import tables
 from scheduler_core.errors import ConfigurationError, DatabaseUnavailableError
-from scheduler_core.values import utcnow
+from scheduler_core.migrations import migrate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,46 +105,57 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables; safe to call on every open."""
+    """Create missing tables, then migrate an older schema in place (migrations.py);
+    safe to call on every open."""
     SQLModel.metadata.create_all(engine)
-    with engine.connect() as conn, conn.begin():
-        version = conn.execute(sa.select(sa.func.max(tables.SchemaVersion.version))).scalar()
-        if version is None:
-            conn.execute(
-                sa.insert(tables.SchemaVersion).values(
-                    version=tables.SCHEMA_VERSION, applied_at=utcnow()
-                )
-            )
-        elif version > tables.SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"database schema version {version} is newer than this release supports "
-                f"({tables.SCHEMA_VERSION}); upgrade prefect-llm-scheduler"
-            )
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execution_options(**{_IMMEDIATE: True})
+        with conn.begin():
+            migrate(conn)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Locked, busy or dropped: worth running the whole transaction again."""
+# PostgreSQL conditions that pass: every connection exception (class 08), the server
+# shutting down, crashed or starting up (57P01-57P03), a read-only server after a
+# failover (25006), too many connections (53300), serialization failures and deadlocks.
+_PG_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "25006", "53300", "40001", "40P01"})
+_TRANSIENT_TEXT = (
+    "database is locked",
+    "database table is locked",
+    "busy",
+    "disk i/o error",
+    "could not serialize",
+    "deadlock detected",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "connection is closed",
+    "connection is lost",
+    "the database system is",  # ... shutting down / starting up / in recovery mode
+    "could not connect",
+    "connection timeout expired",
+    "no connection to the server",
+    "ssl syscall error",
+    "read-only transaction",  # a failover's old primary
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Locked, busy, dropped or restarting: worth running the whole transaction again."""
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         orig: BaseException = exc.orig or exc
-        operational = isinstance(exc, sa.exc.OperationalError)
     else:  # raised by the driver directly (our BEGIN goes straight to it)
         orig = exc
-        operational = isinstance(exc, sqlite3.OperationalError)
-    text = str(orig).lower()
-    transient = (
-        "database is locked",
-        "database table is locked",
-        "busy",
-        "could not serialize",
-        "deadlock detected",
-        "connection refused",
-        "server closed the connection",
-        "terminating connection",
-        "connection is closed",
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str) and (state.startswith("08") or state in _PG_TRANSIENT_STATES):
+        return True
+    operational = isinstance(exc, sa.exc.OperationalError | sqlite3.OperationalError) or (
+        type(orig).__name__ == "OperationalError"
     )
-    return operational and any(t in text for t in transient)
+    text = str(orig).lower()
+    return operational and any(t in text for t in _TRANSIENT_TEXT)
 
 
 class _Kept:
@@ -261,11 +271,11 @@ class Database:
             with self._transaction(write=write) as conn:
                 return fn(conn)
         except Exception as exc:
-            if not _is_transient(exc):
+            if not is_transient(exc):
                 raise
             log.warning("action=db_retry reason=%s", exc)
         retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
             stop=stop_after_delay(self.retry_seconds),
             wait=wait_exponential_jitter(initial=0.01, max=1.0),
             reraise=False,
@@ -281,6 +291,16 @@ class Database:
                 "check that the database is reachable and not locked by another program"
             ) from cause
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def ping(self) -> bool:
+        """Does the database take a write transaction now (on SQLite: the write lock)?
+        One statement, no retries."""
+        try:
+            with self._transaction(write=True) as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            return False
 
     def dispose(self) -> None:
         for kept in list(self._kept):

@@ -5,6 +5,7 @@ direct job, then the rest of the queue."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,11 @@ class DirectExecution:
         membership: Membership
         worker_id: str
 
-        def execute_claim(self, claim: Claim) -> Finish: ...
+        def execute_claim(
+            self, claim: Claim, *, until: threading.Event | None = None
+        ) -> Finish: ...
+
+        def _hold(self, claim: Claim | None) -> None: ...
 
     def reserve_next_slot(self, reserved_by: str, *, ttl: float | None = None) -> Reservation:
         """Pause queue dispatch and claim the next free slot for a direct execution.
@@ -84,6 +89,7 @@ class DirectExecution:
         max_retries: int | None = None,
         timeout: float | None = None,
         reservation_id: int | None = None,
+        timeout_seconds: float | None = None,
     ) -> JobRun:
         """Run a job now, in this thread, in the next free slot, without preempting anything.
 
@@ -95,6 +101,7 @@ class DirectExecution:
             priority=priority,
             max_retries=max_retries,
             origin=JobOrigin.DIRECT,
+            timeout_seconds=timeout_seconds,
         )
         own = reservation_id is None
         rid = reservation_id or self.reserve_next_slot(reserved_by).reservation_id
@@ -121,6 +128,7 @@ class DirectExecution:
                 )
             )
             if claim is not None:
+                self._hold(claim)
                 return claim
             wait = self.settings.direct_poll_interval
             if deadline is not None:

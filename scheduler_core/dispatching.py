@@ -4,19 +4,31 @@ end; the background loop and crash recovery passes are driven from here."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
-from scheduler_core.errors import ConfigurationError, InvalidJobError, InvalidStateError
+from scheduler_core.deadlines import DeadlineExceeded, Watchdog, deadline_error
+from scheduler_core.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    InvalidJobError,
+    InvalidStateError,
+    JobInterrupted,
+    StaleStateError,
+)
 from scheduler_core.executor import ExecutionContext
 from scheduler_core.recovery import RecoveryReport, recover
+from scheduler_core.rules import faults
+from scheduler_core.statuses import JobRunStatus
 from scheduler_core.values import Claim, Finish, Job, JobRun, Outcome, utcnow
 
 if TYPE_CHECKING:
+    from scheduler_core.availability import Availability
     from scheduler_core.database import Database
     from scheduler_core.executor import Executor
     from scheduler_core.membership import Membership
     from scheduler_core.plugins import Plugins
-    from scheduler_core.registry import Registry
+    from scheduler_core.registry import JobType, Registry
     from scheduler_core.run_records import RunRecords
     from scheduler_core.settings import SchedulerSettings
     from scheduler_core.signal import Signal
@@ -39,6 +51,10 @@ class Dispatching:
         signal: Signal
         membership: Membership
         worker_id: str
+        availability: Availability
+        deadlines: Watchdog
+        _in_hand: set[int]
+        _in_hand_lock: threading.Lock
         _loop: Any
 
     def dispatch_one(self) -> tuple[Job, JobRun] | None:
@@ -55,16 +71,69 @@ class Dispatching:
         if self.membership.slots is None:
             self.membership.register(slots=1)
         types = self.registry.names()
-        return self.db.write(
+        claim = self.db.write(
             lambda c: self.store.claim_next(
                 c, worker_id=self.worker_id, job_types=types, now=utcnow()
             )
         )
+        self._hold(claim)
+        return claim
 
-    def execute_claim(self, claim: Claim) -> Finish:
-        """Run a claimed job through the executor and record its end in one transaction."""
+    def _hold(self, claim: Claim | None) -> None:
+        """Remember a job this process runs, so `reconcile` never hands it back."""
+        if claim is not None:
+            with self._in_hand_lock:
+                self._in_hand.add(claim.job.job_id or 0)
+
+    def execute_claim(self, claim: Claim, *, until: threading.Event | None = None) -> Finish:
+        """Run a claimed job through the executor and record its end in one transaction.
+
+        With `until` (the worker loop's), a record that cannot be written because the
+        database is down is retried until it is written or `until` is set: the result
+        is in memory, so it is neither lost nor run again.
+        """
+        try:
+            try:
+                outcome, expired = self._execute(claim)
+            except KeyboardInterrupt:
+                self._hand_back(claim)
+                raise JobInterrupted(
+                    f"job {claim.job.job_id} is back in the queue, its attempt not counted"
+                ) from None
+            return expired if expired is not None else self.record(claim, outcome, until=until)
+        finally:
+            with self._in_hand_lock:
+                self._in_hand.discard(claim.job.job_id or 0)
+
+    def _execute(self, claim: Claim) -> tuple[Outcome, Finish | None]:
+        """The outcome, under the job's deadline; with the Finish the watchdog recorded if
+        the job overran its deadline and its grace."""
         job_type = self.registry.get(claim.job.job_type)
-        ctx = ExecutionContext(job=claim.job, run=claim.run, callbacks=self.runs)
+        seconds = (
+            claim.job.timeout_seconds
+            or job_type.timeout_seconds
+            or self.settings.job_timeout_seconds
+        )
+        late = faults_deadline(seconds)
+        expired: list[Finish] = []
+        watch = self.deadlines.watch(
+            seconds, on_expiry=lambda: expired.append(self.record(claim, late))
+        )
+        try:
+            try:
+                outcome = self._run_executor(claim, job_type, seconds)
+            finally:
+                state = self.deadlines.done(watch)
+        except DeadlineExceeded:
+            state = "fired"
+        if state == "expired":
+            return late, expired[0] if expired else self._written(claim)
+        return (late if state == "fired" else outcome), None
+
+    def _run_executor(self, claim: Claim, job_type: JobType, seconds: float) -> Outcome:
+        ctx = ExecutionContext(
+            job=claim.job, run=claim.run, callbacks=self.runs, timeout_seconds=seconds
+        )
         log.info(
             "action=start job_id=%s run_id=%s type=%s attempt=%s resource=%s",
             claim.job.job_id,
@@ -73,7 +142,74 @@ class Dispatching:
             claim.job.attempt,
             claim.job.resource,
         )
-        finish = self._finish(claim, self.executor.execute(job_type, ctx))
+        try:
+            return self.executor.execute(job_type, ctx)
+        except Exception as exc:  # an executor must not raise; if it does, classify it
+            return faults.from_exception(exc) or Outcome(
+                status=JobRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", exit_code=1
+            )
+
+    def record(
+        self, claim: Claim, outcome: Outcome, *, until: threading.Event | None = None
+    ) -> Finish:
+        """Write how `claim` ended: finished (retry and group rules), or back in the queue
+        after an infrastructure fault (rules/faults.py)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                finish = self._finish(claim, outcome)
+            except StaleStateError:
+                if attempts == 1:
+                    raise
+                finish = self._written(claim)  # an attempt that "failed" had committed
+            except DatabaseUnavailableError as exc:
+                if until is None:
+                    raise
+                self.availability.fault("database", str(exc))
+                if until.wait(min(2.0**attempts * 0.1, 5.0)):
+                    raise
+                continue
+            self._log_end(claim, outcome, finish)
+            if faults.pauses(outcome):
+                self.availability.fault(outcome.interrupted_by or "", outcome.error or "")
+            return finish
+
+    def _finish(self, claim: Claim, outcome: Outcome) -> Finish:
+        try:
+            if faults.requeues(outcome):
+                return Finish(job=self._requeue(claim), run=claim.run, retry=None, group=None)
+            return self.db.write(lambda c: self.store.finish(c, claim, outcome, now=utcnow()))
+        finally:
+            self.signal.notify()
+
+    def _hand_back(self, claim: Claim) -> None:
+        """This process is being stopped mid-job: the job goes back to the queue."""
+        outcome = faults.interrupted(faults.SHUTDOWN, "the process running it was interrupted")
+        try:
+            self.record(claim, outcome)
+        except Exception:  # recovery hands it on once this process is gone
+            log.exception("action=hand_back_failed job_id=%s", claim.job.job_id)
+
+    def _requeue(self, claim: Claim) -> Job:
+        return self.db.write(lambda c: self.store.requeue(c, claim))
+
+    def _written(self, claim: Claim) -> Finish:
+        """What an earlier, seemingly failed, record of `claim` wrote."""
+        job = self.db.read(lambda c: self.store.get_job(c, claim.job.job_id or 0))
+        run = self.db.read(lambda c: self.store.get_run(c, claim.run.run_id or 0))
+        return Finish(job=job, run=run or claim.run, retry=None, group=None)
+
+    def _log_end(self, claim: Claim, outcome: Outcome, finish: Finish) -> None:
+        if faults.requeues(outcome):
+            log.warning(
+                "action=requeue job_id=%s run_id=%s dependency=%s error=%s",
+                claim.job.job_id,
+                claim.run.run_id,
+                outcome.interrupted_by,
+                outcome.error,
+            )
+            return
         log.info(
             "action=finish job_id=%s run_id=%s status=%s retry_job_id=%s",
             claim.job.job_id,
@@ -81,13 +217,29 @@ class Dispatching:
             finish.run.status.value,
             finish.retry.job_id if finish.retry else None,
         )
-        return finish
 
-    def _finish(self, claim: Claim, outcome: Outcome) -> Finish:
-        try:
-            return self.db.write(lambda c: self.store.finish(c, claim, outcome, now=utcnow()))
-        finally:
+    def reconcile(self) -> int:
+        """Hand back to the queue this worker's RUNNING jobs that it does not hold: claims
+        whose commit reached the database although the call failed (an outage). No
+        attempt is counted. Called from the dispatcher thread, between claims."""
+        mine = self.db.read(lambda c: self.store.running_claims_by_worker(c, self.worker_id)).get(
+            self.worker_id, []
+        )
+        with self._in_hand_lock:
+            orphans = [c for c in mine if (c.job.job_id or 0) not in self._in_hand]
+        handed_back = 0
+        for claim in orphans:
+            try:
+                self._requeue(claim)
+            except StaleStateError:
+                continue  # it ended meanwhile
+            handed_back += 1
+            log.warning(
+                "action=requeue_orphan job_id=%s run_id=%s", claim.job.job_id, claim.run.run_id
+            )
+        if handed_back:
             self.signal.notify()
+        return handed_back
 
     # ------------------------------------------------------------------ executor records
 
@@ -108,8 +260,11 @@ class Dispatching:
             self.store,
             me=self.worker_id,
             heartbeat_timeout=self.settings.heartbeat_timeout,
-            finish=self._finish,
+            finish=self.record,
             plugins=self.plugins,
+            trust_heartbeats=not self.availability.resumed_within(
+                "database", self.settings.heartbeat_timeout
+            ),
         )
         if report.workers_marked_dead:
             self.signal.notify()
@@ -145,3 +300,8 @@ class Dispatching:
     @property
     def running_count(self) -> int:
         return self._loop.running if self._loop is not None else 0
+
+
+def faults_deadline(seconds: float) -> Outcome:
+    """The outcome of a job stopped at its deadline: the job's own failure (retried)."""
+    return Outcome(status=JobRunStatus.FAILED, error=deadline_error(seconds), exit_code=1)

@@ -74,8 +74,24 @@ class ReservationTimeoutError(SchedulerError, TimeoutError):
     """No slot became free for a direct execution within its timeout."""
 
 
-class DatabaseUnavailableError(SchedulerError):
+class InfrastructureError(SchedulerError):
+    """A dependency of the scheduler (its database, a workflow engine's API, the worker
+    shutting down) failed, not the job: the job goes back to the queue, no attempt is
+    counted. An executor or a handler raises it (or a subclass) to say so."""
+
+    dependency = "infrastructure"
+
+
+class DatabaseUnavailableError(InfrastructureError):
     """The database stayed locked or unreachable after retries; no state was changed."""
+
+    dependency = "database"
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """The process running a job was interrupted (Ctrl-C, SIGTERM): the job was handed
+    back to the queue, its attempt not counted. A KeyboardInterrupt, so it still stops
+    the caller; its message says which job went back."""
 
 
 class ConfigurationError(SchedulerError):

@@ -34,6 +34,7 @@ class ExecutionContext:
     job: Job
     run: JobRun
     callbacks: RunCallbacks | None = None  # what an executor may record about the run
+    timeout_seconds: float | None = None  # the execution deadline (deadlines.py)
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -32,11 +32,20 @@ def pid_is_alive(pid: int, started_at: float) -> bool:
 
 
 def worker_is_alive(
-    worker: Worker | None, *, now: datetime, heartbeat_timeout: float, host: str = HOST
+    worker: Worker | None,
+    *,
+    now: datetime,
+    heartbeat_timeout: float,
+    host: str = HOST,
+    trust_heartbeats: bool = True,
 ) -> bool:
-    """Same host: the pid decides. Other hosts: a heartbeat within the timeout decides."""
+    """Same host: the pid decides. Other hosts: a heartbeat within the timeout decides,
+    unless heartbeats cannot be trusted now (the database was just unreachable, so no
+    worker could beat): then another host's worker counts as alive."""
     if worker is None or worker.status != WorkerStatus.RUNNING:
         return False
     if worker.host == host:
         return pid_is_alive(worker.pid, worker.process_started_at)
+    if not trust_heartbeats:
+        return True
     return now - worker.heartbeat_at <= timedelta(seconds=heartbeat_timeout)

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from scheduler_core.database import Database
@@ -28,6 +29,8 @@ class Membership:
         self._lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._closing = threading.Event()
+        # Told when a heartbeat fails (the service pauses dispatch on it).
+        self.on_fault: Callable[[Exception], None] | None = None
 
     def register(self, *, slots: int) -> None:
         """Record this process as a worker with `slots` (once per change), and keep its
@@ -58,8 +61,15 @@ class Membership:
         while not self._closing.wait(self._interval):
             try:
                 self.db.write(self._beat_once)
-            except Exception:
-                log.exception("action=heartbeat_failed worker_id=%s", self.worker_id)
+            except Exception as exc:  # the next beat tries again; the thread never ends
+                if self.on_fault is not None:
+                    self.on_fault(exc)
+                log.warning(
+                    "action=heartbeat_failed worker_id=%s error=%s: %s",
+                    self.worker_id,
+                    type(exc).__name__,
+                    exc,
+                )
 
     def _beat_once(self, conn: Any) -> None:
         now = utcnow()

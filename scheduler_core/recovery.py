@@ -41,6 +41,7 @@ def recover(
     heartbeat_timeout: float,
     finish: FinishFn,
     plugins: Plugin,
+    trust_heartbeats: bool = True,
 ) -> RecoveryReport:
     """One recovery pass; safe to run in several processes at once."""
     report = RecoveryReport()
@@ -49,7 +50,12 @@ def recover(
     workers = {w.worker_id: w for w in db.read(store.list_workers)}
 
     def is_alive(worker: Worker | None) -> bool:
-        return worker_is_alive(worker, now=now, heartbeat_timeout=heartbeat_timeout)
+        return worker_is_alive(
+            worker,
+            now=now,
+            heartbeat_timeout=heartbeat_timeout,
+            trust_heartbeats=trust_heartbeats,
+        )
 
     dead = recovery.dead_workers(workers, me=me, is_alive=is_alive)
     for worker_id, claims in running.items():

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler_core.deadlines import check_timeout
 from scheduler_core.errors import ConfigurationError, UnknownJobTypeError
 from scheduler_core.rules.resources import check_name as check_resource_name
 
@@ -22,6 +23,7 @@ class JobType:
     resource: ResourceRule = "default"
     takes_context: bool = False
     validate: Validator | None = None
+    timeout_seconds: float | None = None  # the type's execution deadline
 
     def resource_for(self, params: dict[str, Any]) -> str:
         if callable(self.resource):
@@ -40,6 +42,7 @@ class Registry:
         *,
         resource: ResourceRule = "default",
         validate: Validator | None = None,
+        timeout_seconds: float | None = None,
     ) -> JobType:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"job type name must be a non-empty string, got {name!r}")
@@ -51,8 +54,14 @@ class Registry:
             raise ConfigurationError(f"handler for job type {name!r} is not callable")
         if not callable(resource):
             check_resource_name(resource)
+        timeout = check_timeout(timeout_seconds, name="timeout_seconds", error=ConfigurationError)
         job_type = JobType(
-            name, handler, resource, takes_context=_takes_context(handler), validate=validate
+            name,
+            handler,
+            resource,
+            takes_context=_takes_context(handler),
+            validate=validate,
+            timeout_seconds=timeout,
         )
         self._types[name] = job_type
         return job_type

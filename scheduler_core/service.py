@@ -5,6 +5,7 @@ callbacks live in their own modules."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -12,13 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scheduler_core.availability import Availability
 from scheduler_core.database import Database, create_engine, create_schema
+from scheduler_core.deadlines import Watchdog
 from scheduler_core.direct import DirectExecution
 from scheduler_core.dispatching import Dispatching
 from scheduler_core.errors import (
     ConfigurationError,
     EmptyGroupError,
-    InvalidJobError,
     RunNotFoundError,
 )
 from scheduler_core.executor import CallableExecutor, Executor
@@ -33,7 +35,7 @@ from scheduler_core.settings import SchedulerSettings
 from scheduler_core.signal import Signal
 from scheduler_core.statuses import JobOrigin, JobStatus
 from scheduler_core.store import Store
-from scheduler_core.validation import SpecBuilder, check_text, statuses
+from scheduler_core.validation import SpecBuilder, check_origin, check_text, statuses
 from scheduler_core.values import (
     Job,
     JobGroup,
@@ -73,6 +75,15 @@ class SchedulerService(DirectExecution, Dispatching):
         self.membership = Membership(db, self.store, heartbeat_interval=settings.heartbeat_interval)
         self.worker_id = self.membership.worker_id
         self.signal = Signal()
+        self._in_hand: set[int] = set()  # ids of the jobs this process runs now
+        self._in_hand_lock = threading.Lock()
+        self.deadlines = Watchdog()
+        self.availability = Availability(
+            {"database": db.ping}, default=self._executor_available, worker_id=self.worker_id
+        )
+        self.membership.on_fault = lambda exc: self.availability.fault(
+            "database", f"{type(exc).__name__}: {exc}"
+        )
         self._loop: Any = None
         # Webhooks are a plugin every service installs: each process writes the events
         # of its state changes (the outbox); the sender runs beside the worker loop.
@@ -139,6 +150,11 @@ class SchedulerService(DirectExecution, Dispatching):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _executor_available(self) -> bool:
+        """The executor's probe of its own dependencies (`available()`), if it has one."""
+        probe = getattr(self.executor, "available", None)
+        return True if probe is None else bool(probe())
+
     def add_plugin(self, plugin: Plugin) -> None:
         """Report this service's state changes to `plugin` (plugins.py lists the hooks)."""
         self.plugins.add(plugin)
@@ -152,13 +168,17 @@ class SchedulerService(DirectExecution, Dispatching):
         *,
         resource: ResourceRule = "default",
         validate: Validator | None = None,
+        timeout_seconds: float | None = None,
     ) -> JobType:
         """Map a job type to its handler and resource class (a name or a function of params).
 
         `validate(params)` runs at enqueue time; whatever it raises is reported as
-        InvalidParamsError, so bad params never reach the queue.
+        InvalidParamsError, so bad params never reach the queue. `timeout_seconds` is the
+        type's execution deadline (default: the job_timeout_seconds setting).
         """
-        return self.registry.register(job_type, handler, resource=resource, validate=validate)
+        return self.registry.register(
+            job_type, handler, resource=resource, validate=validate, timeout_seconds=timeout_seconds
+        )
 
     def set_resource_limit(self, resource: str, limit: int | None) -> None:
         """Cap RUNNING jobs of a resource class across every worker (None: no cap).
@@ -188,8 +208,13 @@ class SchedulerService(DirectExecution, Dispatching):
         not_before: datetime | None = None,
         position: int | None = None,
         origin: JobOrigin | str = JobOrigin.QUEUE,
+        timeout_seconds: float | None = None,
     ) -> Job:
-        """Queue one job; it runs when it is first in line and its resource has a slot."""
+        """Queue one job; it runs when it is first in line and its resource has a slot.
+
+        `timeout_seconds`: this job's execution deadline (default: its type's, else the
+        job_timeout_seconds setting).
+        """
         spec = self.specs.build(
             job_type,
             {} if params is None else params,
@@ -198,6 +223,7 @@ class SchedulerService(DirectExecution, Dispatching):
             origin=origin,
             position=position,
             not_before=not_before,
+            timeout_seconds=timeout_seconds,
         )
         (job,) = self.db.write(lambda c: self.store.insert_jobs(c, [spec], now=utcnow()))
         self.signal.notify()
@@ -225,11 +251,7 @@ class SchedulerService(DirectExecution, Dispatching):
             raise EmptyGroupError(
                 f"job group {name!r} has no members: pass at least one job in jobs=[...]"
             )
-        try:
-            member_origin = JobOrigin(origin)
-        except ValueError:
-            valid = ", ".join(o.value for o in JobOrigin)
-            raise InvalidJobError(f"unknown origin {origin!r}; valid: {valid}") from None
+        member_origin = check_origin(origin)
         specs = [
             replace(self.specs.from_mapping(j, index=i), origin=member_origin)
             for i, j in enumerate(jobs)

@@ -40,6 +40,11 @@ class SchedulerSettings(BaseSettings):
     direct_poll_interval: float = Field(
         default=0.01, gt=0, description="How often a waiting direct execution re-checks slots."
     )
+    job_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A job's execution deadline, unless its type or the job sets one.",
+    )
     db_retry_seconds: float = Field(
         default=30.0, ge=0, description="How long a locked/unreachable database is retried."
     )

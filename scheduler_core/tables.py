@@ -150,7 +150,7 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime = _ts(required=True)
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # migrations.py brings older databases here
 
 JOBS: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]

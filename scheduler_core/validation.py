@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from scheduler_core.deadlines import check_timeout
 from scheduler_core.errors import (
     InvalidJobError,
     InvalidParamsError,
@@ -21,7 +22,15 @@ from scheduler_core.values import JobSpec
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 MAPPING_KEYS = frozenset(
-    {"job_type", "params", "priority", "max_retries", "not_before", "position"}
+    {
+        "job_type",
+        "params",
+        "priority",
+        "max_retries",
+        "not_before",
+        "position",
+        "timeout_seconds",
+    }
 )
 
 
@@ -42,6 +51,7 @@ class SpecBuilder:
         origin: JobOrigin | str = JobOrigin.QUEUE,
         position: int | None = None,
         not_before: datetime | None = None,
+        timeout_seconds: float | None = None,
     ) -> JobSpec:
         jt = self.registry.get(job_type)
         params = check_params(params, job_type)
@@ -68,9 +78,12 @@ class SpecBuilder:
             resource=resource,
             priority=priority,
             max_retries=retries,
-            origin=JobOrigin(origin),
+            origin=check_origin(origin),
             position=position,
             not_before=not_before,
+            timeout_seconds=check_timeout(
+                timeout_seconds, name="timeout_seconds", error=InvalidJobError
+            ),
         )
 
     def from_mapping(self, item: Mapping[str, Any], *, index: int) -> JobSpec:
@@ -92,6 +105,7 @@ class SpecBuilder:
             max_retries=item.get("max_retries"),
             not_before=item.get("not_before"),
             position=item.get("position"),
+            timeout_seconds=item.get("timeout_seconds"),
         )
 
 
@@ -174,3 +188,11 @@ def statuses(
     except ValueError:
         valid = ", ".join(s.value for s in JobStatus)
         raise InvalidJobError(f"unknown job status in {items!r}; valid: {valid}") from None
+
+
+def check_origin(origin: Any) -> JobOrigin:
+    try:
+        return JobOrigin(origin)
+    except ValueError:
+        valid = ", ".join(o.value for o in JobOrigin)
+        raise InvalidJobError(f"unknown origin {origin!r}; valid: {valid}") from None

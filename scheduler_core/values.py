@@ -46,6 +46,8 @@ class Job(SQLModel):
     not_before: datetime | None = None
     origin: JobOrigin = JobOrigin.QUEUE
     worker_id: str | None = Field(default=None, max_length=128)
+    # The job's own execution deadline (None: its type's, else the setting).
+    timeout_seconds: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -125,6 +127,7 @@ class JobSpec:
     origin: JobOrigin = JobOrigin.QUEUE
     position: int | None = None
     not_before: datetime | None = None
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +140,17 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How an execution ended, as the executor reports it."""
+    """How an execution ended, as the executor reports it.
+
+    `interrupted_by` names a dependency whose fault (not the job's) ended the execution
+    (rules/faults.py): the job goes back to the queue and no attempt is counted.
+    """
 
     status: JobRunStatus
     error: str | None = None
     exit_code: int | None = None
     artifacts: list[str] = field(default_factory=list)
+    interrupted_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

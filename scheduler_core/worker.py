@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from scheduler_core.errors import DatabaseUnavailableError
+from scheduler_core.database import is_transient
+from scheduler_core.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from scheduler_core.dispatching import Dispatching
@@ -25,6 +27,8 @@ class WorkerLoop:
         self.running = 0
         self._lock = threading.Lock()
         self._draining = threading.Event()
+        # Set when stop() gives up waiting: job threads stop retrying unwritten records.
+        self._abandon = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llmsched-job")
         self._dispatcher = threading.Thread(
@@ -46,6 +50,8 @@ class WorkerLoop:
         self.service.signal.notify()
         with self._idle:
             drained = self._idle.wait_for(lambda: self.running == 0, timeout=timeout)
+        if not drained:
+            self._abandon.set()
         self._dispatcher.join(timeout=5)
         self._pool.shutdown(wait=drained)
         log.info(
@@ -61,17 +67,41 @@ class WorkerLoop:
             return self.slots - self.running
 
     def _dispatch_loop(self) -> None:
-        signal = self.service.signal
-        poll = self.service.settings.poll_interval
+        """Claim while slots are free; pause while a dependency is down. Never dies: every
+        error is logged and waited out."""
+        service = self.service
+        signal = service.signal
+        poll = service.settings.poll_interval
+        reconciled = time.monotonic()
         while not self._draining.is_set():
-            seen = signal.version
-            while self._free() > 0 and not self._draining.is_set() and self._start_next():
-                pass
-            signal.wait(seen, poll)
+            try:
+                if service.availability.paused:
+                    if not service.availability.wait_until_available(self._draining):
+                        break
+                    service.reconcile()
+                    reconciled = time.monotonic()
+                if time.monotonic() - reconciled > service.settings.recovery_interval:
+                    service.reconcile()
+                    reconciled = time.monotonic()
+                seen = signal.version
+                while self._free() > 0 and not self._draining.is_set() and self._start_next():
+                    pass
+                signal.wait(seen, poll)
+            except Exception as exc:
+                self._dispatch_error(exc)
+
+    def _dispatch_error(self, exc: Exception) -> None:
+        if _is_fault(exc):
+            self.service.availability.fault("database", f"{type(exc).__name__}: {exc}")
+        else:  # a bug or an unknown failure: logged, then tried again after a pause
+            log.exception("action=dispatch_error worker_id=%s", self.service.worker_id)
+            self._draining.wait(1.0)
 
     def _start_next(self) -> bool:
         # Its own frame: the loop must not keep the last claim alive while it waits.
-        claim = self._claim()
+        if self.service.availability.paused:
+            return False
+        claim = self.service.claim_next()
         if claim is None:
             return False
         with self._lock:
@@ -79,16 +109,9 @@ class WorkerLoop:
         self._pool.submit(self._execute, claim)
         return True
 
-    def _claim(self) -> Claim | None:
-        try:
-            return self.service.claim_next()
-        except DatabaseUnavailableError:
-            log.exception("action=claim_failed worker_id=%s", self.service.worker_id)
-            return None
-
     def _execute(self, claim: Claim) -> None:
         try:
-            self.service.execute_claim(claim)
+            self.service.execute_claim(claim, until=self._abandon)
         except Exception:
             log.exception(
                 "action=execute_failed job_id=%s run_id=%s", claim.job.job_id, claim.run.run_id
@@ -109,5 +132,13 @@ class WorkerLoop:
             report = self.service.recover()
             if report.running_jobs_recovered or report.workers_marked_dead:
                 log.warning("action=recovery report=%s", report)
-        except Exception:
-            log.exception("action=recovery_failed worker_id=%s", self.service.worker_id)
+        except Exception as exc:
+            if _is_fault(exc):
+                self.service.availability.fault("database", f"{type(exc).__name__}: {exc}")
+            else:
+                log.exception("action=recovery_failed worker_id=%s", self.service.worker_id)
+
+
+def _is_fault(exc: BaseException) -> bool:
+    """A dependency's fault (database down, locked or restarting), not a bug."""
+    return isinstance(exc, InfrastructureError) or is_transient(exc)

@@ -35,14 +35,17 @@ RUN_KEYS = {
 }
 
 
-def start_module(module: str, *args: str) -> subprocess.Popen[str]:
-    """`python -m module args...` from the project root, stdout piped."""
+def start_module(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`python -m module args...` from the project root, stdout piped; `env` adds
+    variables to this process's environment."""
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from typing import Any
 
@@ -37,6 +38,8 @@ class LLMSchedApp(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         command = typer.main.get_command(self)
         kwargs.setdefault("prog_name", "llmsched")
+        _sigterm_interrupts()
+        _report_interrupts(command)
         try:
             result = command.main(*args, standalone_mode=False, **kwargs)
             code = result if isinstance(result, int) and not isinstance(result, bool) else 0
@@ -53,7 +56,7 @@ class LLMSchedApp(typer.Typer):
             code = _fail("interrupted", EXIT_INTERRUPTED)
         except typer.TyperException as exc:
             code = _fail(exc.format_message(), EXIT_REFUSED)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # outside a command (while parsing)
             code = _fail("interrupted", EXIT_INTERRUPTED)
         except BrokenPipeError:
             # `llmsched jobs | head`: the reader left; say nothing more.
@@ -67,6 +70,33 @@ class LLMSchedApp(typer.Typer):
             code = _fail(message, code)
         _flush()
         sys.exit(code)
+
+
+class _Interrupted(click_exc.ClickException):
+    """Ctrl-C or SIGTERM during a command: one `error: interrupted...` line, exit 130."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def _report_interrupts(command: Any) -> None:
+    """Typer turns a KeyboardInterrupt into a silent exit 130; catch it first, so the
+    user reads `interrupted` and what became of the job (a JobInterrupted says)."""
+    invoke = command.invoke
+
+    def guarded(ctx: Any) -> Any:
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(f"interrupted: {exc}" if str(exc) else "interrupted") from None
+
+    command.invoke = guarded
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM stops a command as Ctrl-C does (its job handed back, exit 130), instead of
+    killing it mid-write. `llmsched worker` installs its own draining handler."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _flush() -> None:

@@ -78,4 +78,5 @@ def retry_values(
         "origin": JobOrigin.QUEUE.value,
         "created_at": now,
         "queued_at": now,
+        "timeout_seconds": original.timeout_seconds,
     }

@@ -1,20 +1,25 @@
 """A run's end: close the run and its job, then apply the retry and group rules in the
-same transaction."""
+same transaction; or, after an infrastructure fault, the job back in the queue
+(rules/faults.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from scheduler_core.errors import StaleStateError
 from scheduler_core.prepared import prepared
 from scheduler_core.rules.retry import automatic_retry_at
-from scheduler_core.statuses import JobStatus
+from scheduler_core.statuses import JobRunStatus, JobStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
-from scheduler_core.store.hot import Hot
+from scheduler_core.store.hot import QUEUED, RUNNING, Hot
+from scheduler_core.tables import JOBS as J
+from scheduler_core.tables import LEASES as L
+from scheduler_core.tables import RUNS as R
 from scheduler_core.values import Claim, Finish, Job, JobGroup, Outcome
 
 
@@ -79,3 +84,24 @@ class FinishStore(StoreBase):
         if group is not None:
             group = self.member_ended(conn, job, group=group, retry=retry, now=now)
         return Finish(job=job, run=run, retry=retry, group=group)
+
+    def requeue(self, conn: Connection, claim: Claim) -> Job:
+        """RUNNING -> QUEUED after an infrastructure fault: the same job and attempt, in its
+        place in line; its run row (and the leases it recorded) removed."""
+        run_id = claim.run.run_id
+        conn.execute(sa.delete(L).where(L.c.run_id == run_id))
+        removed = conn.execute(
+            sa.delete(R).where(R.c.run_id == run_id, R.c.status == JobRunStatus.RUNNING.value)
+        ).rowcount
+        back = conn.execute(
+            sa.update(J)
+            .where(J.c.job_id == claim.job.job_id, J.c.status == RUNNING)
+            .values(status=QUEUED, started_at=None, worker_id=None)
+            .returning(*J.c)
+        ).first()
+        if removed != 1 or back is None:
+            raise StaleStateError(
+                f"job {claim.job.job_id} / run {run_id} is no longer RUNNING; "
+                "it was finished elsewhere"
+            )
+        return rows.job(back)

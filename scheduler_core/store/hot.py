@@ -49,6 +49,7 @@ JOB_INSERT_KEYS = (
     "origin",
     "created_at",
     "queued_at",
+    "timeout_seconds",
 )
 RUN_INSERT_KEYS = (
     "job_id",

@@ -65,6 +65,7 @@ class JobsStore(StoreBase):
                 "origin": s.origin.value,
                 "created_at": now,
                 "queued_at": now,
+                "timeout_seconds": s.timeout_seconds,
             }
             for i, s in enumerate(specs)
         ]

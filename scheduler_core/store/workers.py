@@ -48,9 +48,15 @@ class WorkersStore(StoreBase):
             for r in conn.execute(sa.select(W).order_by(W.c.started_at))
         ]
 
-    def running_claims_by_worker(self, conn: Connection) -> dict[str | None, list[Claim]]:
-        """Every RUNNING job with its run, by worker: two queries, however many there are."""
-        jobs = [rows.job(r) for r in conn.execute(sa.select(J).where(J.c.status == RUNNING))]
+    def running_claims_by_worker(
+        self, conn: Connection, worker_id: str | None = None
+    ) -> dict[str | None, list[Claim]]:
+        """Every RUNNING job with its run (of one worker, if given), by worker: two queries,
+        however many there are."""
+        stmt = sa.select(J).where(J.c.status == RUNNING)
+        if worker_id is not None:
+            stmt = stmt.where(J.c.worker_id == worker_id)
+        jobs = [rows.job(r) for r in conn.execute(stmt)]
         if not jobs:
             return {}
         runs = {

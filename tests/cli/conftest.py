@@ -19,6 +19,7 @@ import pytest
 
 from scheduler_core import SchedulerService
 from tests.conftest import TEST_SETTINGS
+from tests.llm_server.process import LLMServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,3 +151,12 @@ def drain(svc: SchedulerService) -> int:
 
 
 WaitFor = Callable[..., Any]
+
+
+@pytest.fixture
+def llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> LLMServerProcess:
+    """The fake LLM server, reset, as the OpenAI API of every command this test starts."""
+    llm_server.reset()
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{llm_server.base_url}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    return llm_server

@@ -25,14 +25,6 @@ MODEL = "openai/gpt-4o-mini"
 
 
 @pytest.fixture
-def llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> LLMServerProcess:
-    llm_server.reset()
-    monkeypatch.setenv("OPENAI_BASE_URL", f"{llm_server.base_url}/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
-    return llm_server
-
-
-@pytest.fixture
 def worker(
     prefect_api: str, llm: LLMServerProcess, db_url: str, tmp_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:

@@ -1,0 +1,143 @@
+"""Job execution deadlines: one watchdog thread for the process.
+
+At a job's deadline the watchdog raises `DeadlineExceeded` in the thread running it
+(delivered at its next Python instruction: it stops Python code, not a thread blocked
+inside one C call). If the job has not ended `grace` seconds later, `on_expiry` runs
+on the watchdog thread: the service then records the job FAILED, which releases its
+slot for every worker; the stuck thread's own end is ignored. Executors that run
+coroutines (flows) cancel them at the deadline themselves, which stops them for real.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scheduler_core.errors import SchedulerError
+
+log = logging.getLogger("scheduler_core.deadlines")
+
+GRACE_SECONDS = 5.0
+
+
+class DeadlineExceeded(SchedulerError):
+    """The job ran past its execution deadline."""
+
+
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
+
+
+def check_timeout(value: object, *, name: str, error: type[Exception]) -> float | None:
+    """A deadline in seconds: a positive finite number up to 30 days, or None."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_TIMEOUT_SECONDS
+    ):
+        raise error(
+            f"{name} must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS:g} "
+            f"(30 days), got {value!r}"
+        )
+    return float(value)
+
+
+def deadline_error(seconds: float) -> str:
+    """The run error of a job stopped at its deadline: the limit, and how to raise it."""
+    return (
+        f"deadline exceeded: the job ran longer than its {seconds:g} s limit; raise it with "
+        "LLMSCHED_JOB_TIMEOUT_SECONDS (every job), register(..., timeout_seconds=) (a job "
+        "type) or enqueue_job(..., timeout_seconds=) / --timeout (one job)"
+    )
+
+
+@dataclass(order=True)
+class _Watch:
+    due: float
+    seq: int
+    thread_id: int = field(compare=False)
+    seconds: float = field(compare=False)
+    on_expiry: Callable[[], None] = field(compare=False)
+    state: str = field(default="armed", compare=False)  # armed, fired, expired, done
+    settled: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+class Watchdog:
+    def __init__(self, *, grace: float = GRACE_SECONDS) -> None:
+        self.grace = grace
+        self._heap: list[_Watch] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, seconds: float, *, on_expiry: Callable[[], None]) -> _Watch:
+        """Arm a deadline `seconds` from now for the calling thread."""
+        item = _Watch(
+            due=time.monotonic() + seconds,
+            seq=next(self._seq),
+            thread_id=threading.get_ident(),
+            seconds=seconds,
+            on_expiry=on_expiry,
+        )
+        with self._cond:
+            heapq.heappush(self._heap, item)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="llmsched-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return item
+
+    def done(self, item: _Watch) -> str:
+        """The job ended (called from its own thread): "armed" if in time, "fired" if its
+        deadline passed, "expired" if `on_expiry` ran for it (this waits for that to end).
+
+        Clears a `DeadlineExceeded` still pending for this thread, so it can never be
+        raised after the job's end.
+        """
+        with self._cond:
+            state = item.state
+            item.state = "done"
+        if state != "armed":
+            _raise_in(item.thread_id, None)
+        if state == "expired":
+            item.settled.wait()
+        return state
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0].due > time.monotonic():
+                    timeout = self._heap[0].due - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                item = heapq.heappop(self._heap)
+                if item.state == "armed":
+                    item.state = "fired"
+                    _raise_in(item.thread_id, DeadlineExceeded)
+                    item.due += self.grace
+                    heapq.heappush(self._heap, item)
+                    continue
+                if item.state != "fired":
+                    continue
+                item.state = "expired"
+            try:
+                item.on_expiry()
+            except Exception:
+                log.exception("action=deadline_expiry_failed")
+            finally:
+                item.settled.set()
+
+
+def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise `exc` in another thread at its next instruction (None: cancel a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )

@@ -1,0 +1,59 @@
+"""In-place schema migrations, keyed on `schema_version`.
+
+`create_schema` creates missing tables at the current version; a database at an older
+version gets each pending step, in order, inside one transaction that also records the
+new version, under a lock (PostgreSQL advisory lock, SQLite write lock) so that
+processes opening it at once migrate it exactly once. The DDL goes through Alembic's
+operations, which speak both dialects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy.engine import Connection
+
+from scheduler_core import tables
+from scheduler_core.errors import ConfigurationError
+from scheduler_core.values import utcnow
+
+_MIGRATE_LOCK_KEY = 0x5C4EE
+
+
+def _job_timeout(ops: Operations) -> None:
+    """v2: a per-job execution deadline (NULL: the job type's, else the setting)."""
+    ops.add_column("job", sa.Column("timeout_seconds", sa.Float(), nullable=True))
+
+
+STEPS: dict[int, Callable[[Operations], None]] = {2: _job_timeout}
+"""The step that brings a database to each version."""
+
+
+def migrate(conn: Connection) -> int:
+    """Bring `conn`'s database to tables.SCHEMA_VERSION; the version it was at.
+
+    Runs in the caller's transaction (begun IMMEDIATE on SQLite).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK_KEY)))
+    current = conn.execute(sa.select(sa.func.max(tables.SchemaVersion.version))).scalar()
+    if current is None:  # a new database: its tables were created at this version
+        _record(conn, tables.SCHEMA_VERSION)
+        return tables.SCHEMA_VERSION
+    if current > tables.SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"database schema version {current} is newer than this release supports "
+            f"({tables.SCHEMA_VERSION}); upgrade prefect-llm-scheduler"
+        )
+    ops = Operations(MigrationContext.configure(conn))
+    for version in range(current + 1, tables.SCHEMA_VERSION + 1):
+        STEPS[version](ops)
+        _record(conn, version)
+    return int(current)
+
+
+def _record(conn: Connection, version: int) -> None:
+    conn.execute(sa.insert(tables.SchemaVersion).values(version=version, applied_at=utcnow()))

@@ -1,0 +1,44 @@
+"""A database created by an earlier release is migrated in place when it is opened."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from scheduler_core import JobStatus, SchedulerService
+from scheduler_core.tables import SCHEMA_VERSION
+from tests.conftest import TEST_SETTINGS
+
+
+def test_a_version_1_database_gains_the_job_deadline_column_and_keeps_its_jobs(
+    db_url: str,
+) -> None:
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        svc.register("job", lambda params: None)
+        job = svc.enqueue_job("job", {"kept": True})
+
+        def downgrade(conn: sa.Connection) -> None:  # the schema as release 1 wrote it
+            conn.execute(sa.text("ALTER TABLE job DROP COLUMN timeout_seconds"))
+            conn.execute(sa.text("DELETE FROM schema_version"))
+            conn.execute(
+                sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"),
+                {"t": job.created_at.isoformat(" ")},
+            )
+
+        svc.db.write(downgrade)
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        svc.register("job", lambda params: None)
+        versions = svc.db.read(
+            lambda c: [v for (v,) in c.execute(sa.text("SELECT version FROM schema_version"))]
+        )
+        assert sorted(versions) == [1, SCHEMA_VERSION]
+        assert svc.get_job(job.job_id or 0).params == {"kept": True}
+        assert svc.get_job(job.job_id or 0).timeout_seconds is None
+        svc.enqueue_job("job", timeout_seconds=5)
+        assert [j.status for j in svc.list_jobs()] == [JobStatus.QUEUED] * 2
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:  # opening again: no-op
+        assert (
+            svc.db.read(
+                lambda c: c.execute(sa.text("SELECT COUNT(*) FROM schema_version")).scalar_one()
+            )
+            == 2
+        )
