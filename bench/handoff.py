@@ -25,6 +25,7 @@ from bench.config import Context
 from bench.measure import Goal, Result, alternate, compare, gaps_ms, wait_until
 from flows.executor import ensure_ollama_limit, install_prefect, register_flow
 from flows.guard import OLLAMA_LIMIT, ollama_slot
+from flows.resources import declare_resources
 from scheduler_core import JobStatus, SchedulerService
 
 # (body start, body end) of every slot holder, per side; flows append, rounds clear.
@@ -76,6 +77,7 @@ def run(ctx: Context) -> list[Result]:
     with ctx.backend.database() as db:
         svc = db.open_service()
         executor = install_prefect(svc)
+        declare_resources(svc)  # the app's cap: one `ollama` job at a time
         executor.run(ensure_ollama_limit())
         svc.register("ollama-sleep", lambda p: time.sleep(p["seconds"]), resource="ollama")
         register_flow(svc, "ollama-flow", ollama_job, resource="ollama")

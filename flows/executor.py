@@ -15,6 +15,7 @@ each of these in every flow run, each loading the CA bundle into a new SSL conte
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine
@@ -29,10 +30,12 @@ from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_engine import run_flow_async, run_flow_sync
-from prefect.states import Crashed, Pending, to_state_create
+from prefect.states import Crashed, Failed, Pending, to_state_create
 
+from flows import prefect_faults
 from flows.guard import OLLAMA_LIMIT, lease_listener
-from scheduler_core.errors import ConfigurationError
+from scheduler_core.deadlines import deadline_error
+from scheduler_core.errors import ConfigurationError, JobInterrupted
 from scheduler_core.executor import (
     CallableExecutor,
     ExecutionContext,
@@ -45,6 +48,7 @@ from scheduler_core.executor import (
 )
 from scheduler_core.plugins import Plugin
 from scheduler_core.registry import JobType, ResourceRule
+from scheduler_core.rules import faults
 from scheduler_core.service import SchedulerService
 from scheduler_core.values import Claim, Finish, Outcome
 
@@ -82,6 +86,10 @@ class PrefectExecutor:
 
     def __init__(self) -> None:
         self._fallback = CallableExecutor()
+        self.zombies = prefect_faults.Zombies()
+        self._lock = threading.Lock()
+        self._in_flight: set[concurrent.futures.Future[Any]] = set()
+        self._interrupting = False
         self._named: dict[int, Flow[..., Any]] = {}
         self._flow_ids: dict[str, UUID] = {}  # by flow name, as the server keys flows
         self._loop = asyncio.new_event_loop()
@@ -98,11 +106,29 @@ class PrefectExecutor:
         calls made in it use the executor's clients. If the waiting thread is interrupted
         (Ctrl-C, a deadline), the coroutine is cancelled too: it never runs on unseen."""
         future = asyncio.run_coroutine_threadsafe(self._with_clients(coro), self._loop)
+        with self._lock:
+            self._in_flight.add(future)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self._interrupting:
+                raise JobInterrupted("the executor was interrupted") from None
+            raise
         except BaseException:
             future.cancel()
             raise
+        finally:
+            with self._lock:
+                self._in_flight.discard(future)
+
+    def interrupt(self) -> None:
+        """The worker is stopping before its jobs ended: cancel every running flow (its
+        job is handed back to the queue)."""
+        self._interrupting = True
+        with self._lock:
+            running = list(self._in_flight)
+        for future in running:
+            future.cancel()
 
     def close(self) -> None:
         """Close the clients on the loop that opened them, then stop the loop."""
@@ -126,8 +152,11 @@ class PrefectExecutor:
                 else:
                     outcome = self._run_sync(flow, ctx, run_logger)
             except Exception as exc:
-                run_logger.exception("flow run could not be executed")
-                outcome = failed(describe_error(exc))
+                if prefect_faults.is_api_fault(exc):
+                    outcome = faults.interrupted(prefect_faults.DEPENDENCY, describe_error(exc))
+                else:
+                    run_logger.exception("flow run could not be executed")
+                    outcome = failed(describe_error(exc))
             log_outcome(run_logger, outcome)
             return outcome
 
@@ -151,13 +180,48 @@ class PrefectExecutor:
             await asyncio.to_thread(ctx.callbacks.attach_flow_run, ctx.run.run_id, str(flow_run.id))
         run_logger.follow_flow_run(str(flow_run.id))
         lease_listener.set(_lease_recorder(ctx))  # this task's own context: no reset needed
-        state = await run_flow_async(
-            self._job_named(flow),
-            flow_run=flow_run,
-            parameters=dict(ctx.job.params),
-            return_type="state",
-        )
-        return await _outcome_of(state)
+        try:
+            async with asyncio.timeout(ctx.timeout_seconds):
+                state = await run_flow_async(
+                    self._job_named(flow),
+                    flow_run=flow_run,
+                    parameters=dict(ctx.job.params),
+                    return_type="state",
+                )
+            outcome = await _outcome_of(state)
+        except TimeoutError:
+            return await self._past_deadline(flow_run.id, ctx.timeout_seconds or 0)
+        except Exception as exc:
+            if not prefect_faults.is_api_fault(exc):
+                raise
+            outcome = faults.interrupted(prefect_faults.DEPENDENCY, describe_error(exc))
+        if faults.requeues(outcome):
+            self.zombies.add(flow_run.id)
+        return outcome
+
+    async def _past_deadline(self, flow_run_id: UUID, seconds: float) -> Outcome:
+        """The flow was cancelled at the job's deadline: its flow run ends Failed."""
+        message = deadline_error(seconds)
+        try:
+            async with get_client() as client:
+                await client.set_flow_run_state(flow_run_id, Failed(message=message), force=True)
+        except Exception:
+            self.zombies.add(flow_run_id)
+        return failed(message)
+
+    def available(self) -> bool:
+        """The scheduler's probe after a fault: the API answers; then the flow runs the
+        outage interrupted are set Crashed."""
+        if not prefect_faults.api_answers():
+            return False
+        if self.zombies:
+
+            async def crash() -> None:
+                async with get_client() as client:
+                    await self.zombies.crash(client)
+
+            self.run(crash())
+        return True
 
     def _run_sync(self, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog) -> Outcome:
         flow_run = self.run(self._create_flow_run(flow, ctx))
@@ -285,6 +349,8 @@ async def _outcome_of(state: Any) -> Outcome:
     if state.is_completed():
         return outcome_from_result(await state.result())
     result = await state.result(raise_on_failure=False)
+    if isinstance(result, BaseException) and prefect_faults.is_api_fault(result):
+        return faults.interrupted(prefect_faults.DEPENDENCY, describe_error(result))
     if isinstance(result, BaseException):
         return failed(describe_error(result))
     return failed(f"flow run ended {state.type.value}: {state.message or 'no message'}")

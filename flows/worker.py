@@ -1,7 +1,9 @@
 """The worker process: the scheduler loop with Prefect-run pipelines, until a signal.
 
-SIGTERM or SIGINT stops dispatch and lets running jobs finish (a second signal
-stops waiting). Recovery of crashed workers' jobs runs at start and periodically.
+SIGTERM or SIGINT stops dispatch and lets running jobs finish for the drain timeout
+(a second signal stops waiting); jobs still running then go back to the queue, their
+attempt not counted, for another worker. Recovery of crashed workers' jobs runs at
+start and periodically.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def run_worker(svc: SchedulerService, *, slots: int, drain_timeout: float) -> in
         svc.start(concurrency=slots)
         stop.wait()
         drained = svc.stop(timeout=drain_timeout)
+        if not drained:  # the rest goes back to the queue: stopping is not their failure
+            handed_back = svc.hand_back_running()
+            log.warning("action=hand_back jobs=%s", handed_back)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

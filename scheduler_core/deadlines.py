@@ -107,7 +107,7 @@ class Watchdog:
             state = item.state
             item.state = "done"
         if state != "armed":
-            _raise_in(item.thread_id, None)
+            raise_in(item.thread_id, None)
         if state == "expired":
             item.settled.wait()
         return state
@@ -121,7 +121,7 @@ class Watchdog:
                 item = heapq.heappop(self._heap)
                 if item.state == "armed":
                     item.state = "fired"
-                    _raise_in(item.thread_id, DeadlineExceeded)
+                    raise_in(item.thread_id, DeadlineExceeded)
                     item.due += self.grace
                     heapq.heappush(self._heap, item)
                     continue
@@ -136,7 +136,7 @@ class Watchdog:
                 item.settled.set()
 
 
-def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+def raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
     """Raise `exc` in another thread at its next instruction (None: cancel a pending one)."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None

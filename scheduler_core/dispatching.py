@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from scheduler_core.deadlines import DeadlineExceeded, Watchdog, deadline_error
@@ -18,6 +19,7 @@ from scheduler_core.errors import (
 )
 from scheduler_core.executor import ExecutionContext
 from scheduler_core.recovery import RecoveryReport, recover
+from scheduler_core.redaction import redact
 from scheduler_core.rules import faults
 from scheduler_core.statuses import JobRunStatus
 from scheduler_core.values import Claim, Finish, Job, JobRun, Outcome, utcnow
@@ -96,7 +98,12 @@ class Dispatching:
             try:
                 outcome, expired = self._execute(claim)
             except KeyboardInterrupt:
-                self._hand_back(claim)
+                for _ in range(2):  # a second interrupt may arrive while it is handed back
+                    try:
+                        self._hand_back(claim)
+                        break
+                    except KeyboardInterrupt:
+                        continue
                 raise JobInterrupted(
                     f"job {claim.job.job_id} is back in the queue, its attempt not counted"
                 ) from None
@@ -153,7 +160,10 @@ class Dispatching:
         self, claim: Claim, outcome: Outcome, *, until: threading.Event | None = None
     ) -> Finish:
         """Write how `claim` ended: finished (retry and group rules), or back in the queue
-        after an infrastructure fault (rules/faults.py)."""
+        after an infrastructure fault (rules/faults.py). Its error text is bounded and
+        redacted first: it goes to the database, logs, webhooks and Prefect."""
+        if outcome.error is not None:
+            outcome = replace(outcome, error=redact(outcome.error))
         attempts = 0
         while True:
             attempts += 1
@@ -222,11 +232,19 @@ class Dispatching:
         """Hand back to the queue this worker's RUNNING jobs that it does not hold: claims
         whose commit reached the database although the call failed (an outage). No
         attempt is counted. Called from the dispatcher thread, between claims."""
+        return self._requeue_mine(held_too=False)
+
+    def hand_back_running(self) -> int:
+        """The process must stop before its running jobs ended (a drain that timed out):
+        each goes back to the queue, its attempt not counted, for another worker."""
+        return self._requeue_mine(held_too=True)
+
+    def _requeue_mine(self, *, held_too: bool) -> int:
         mine = self.db.read(lambda c: self.store.running_claims_by_worker(c, self.worker_id)).get(
             self.worker_id, []
         )
         with self._in_hand_lock:
-            orphans = [c for c in mine if (c.job.job_id or 0) not in self._in_hand]
+            orphans = [c for c in mine if held_too or (c.job.job_id or 0) not in self._in_hand]
         handed_back = 0
         for claim in orphans:
             try:

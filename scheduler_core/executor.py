@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from scheduler_core.redaction import redact
 from scheduler_core.registry import JobType
 from scheduler_core.statuses import JobRunStatus
 from scheduler_core.values import Job, JobRun, Outcome
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from scheduler_core.run_records import RunCallbacks
 
 RUN_LOGGER = "llmsched.run"
+TRACEBACK_LIMIT = 16_384
 
 
 @dataclass(slots=True)
@@ -82,11 +84,12 @@ class _RunLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         source = getattr(record, "source", record.name)
-        text = _line(record.created, record.levelname, source, record.getMessage())
+        # Records carry upstream text (a model server's error, a traceback): redacted.
+        text = _line(record.created, record.levelname, source, redact(record.getMessage()))
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            text = f"{text}\n{record.exc_text}"
+            text = f"{text}\n{redact(record.exc_text, limit=TRACEBACK_LIMIT)}"
         if record.stack_info:
             text = f"{text}\n{self.formatStack(record.stack_info)}"
         return text
@@ -224,9 +227,19 @@ class RunLog(logging.LoggerAdapter[logging.Logger]):
 def log_outcome(log: RunLog, outcome: Outcome) -> None:
     if outcome.status == JobRunStatus.COMPLETED:
         log.line(logging.INFO, "action=finish status=COMPLETED artifacts=%s", outcome.artifacts)
+    elif outcome.interrupted_by is not None:
+        log.line(
+            logging.WARNING,
+            "action=interrupted dependency=%s error=%s; the job goes back to the queue",
+            outcome.interrupted_by,
+            redact(outcome.error or ""),
+        )
     else:
         log.line(
-            logging.ERROR, "action=finish status=%s error=%s", outcome.status.value, outcome.error
+            logging.ERROR,
+            "action=finish status=%s error=%s",
+            outcome.status.value,
+            redact(outcome.error or ""),
         )
 
 

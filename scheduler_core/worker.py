@@ -9,13 +9,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from scheduler_core.database import is_transient
-from scheduler_core.errors import InfrastructureError
+from scheduler_core.deadlines import raise_in
+from scheduler_core.errors import InfrastructureError, JobInterrupted
 
 if TYPE_CHECKING:
     from scheduler_core.dispatching import Dispatching
     from scheduler_core.values import Claim
 
 log = logging.getLogger("scheduler_core.worker")
+
+CANCEL_SECONDS = 3.0
+"""How long cancelled coroutine executions get to end before their threads are
+interrupted too."""
+INTERRUPT_SECONDS = 10.0
+"""How long interrupted jobs get to hand themselves back after a drain timed out."""
 
 
 class WorkerLoop:
@@ -29,6 +36,7 @@ class WorkerLoop:
         self._draining = threading.Event()
         # Set when stop() gives up waiting: job threads stop retrying unwritten records.
         self._abandon = threading.Event()
+        self._job_threads: set[int] = set()  # idents of the threads running a job
         self._idle = threading.Condition(self._lock)
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llmsched-job")
         self._dispatcher = threading.Thread(
@@ -51,7 +59,7 @@ class WorkerLoop:
         with self._idle:
             drained = self._idle.wait_for(lambda: self.running == 0, timeout=timeout)
         if not drained:
-            self._abandon.set()
+            self._interrupt_running()
         self._dispatcher.join(timeout=5)
         self._pool.shutdown(wait=drained)
         log.info(
@@ -61,6 +69,22 @@ class WorkerLoop:
             self.running,
         )
         return drained
+
+    def _interrupt_running(self) -> None:
+        """The drain timed out: stop what still runs, so each job thread hands its job back
+        to the queue (a shutdown is not the job's failure) and the process can exit."""
+        self._abandon.set()
+        interrupt = getattr(self.service.executor, "interrupt", None)
+        if interrupt is not None:
+            interrupt()  # an executor that runs coroutines cancels them
+            with self._idle:
+                self._idle.wait_for(lambda: self.running == 0, timeout=CANCEL_SECONDS)
+        with self._lock:
+            threads = list(self._job_threads)
+        for thread_id in threads:
+            raise_in(thread_id, JobInterrupted)  # Python code stops at its next instruction
+        with self._idle:
+            self._idle.wait_for(lambda: self.running == 0, timeout=INTERRUPT_SECONDS)
 
     def _free(self) -> int:
         with self._lock:
@@ -110,14 +134,19 @@ class WorkerLoop:
         return True
 
     def _execute(self, claim: Claim) -> None:
+        with self._lock:
+            self._job_threads.add(threading.get_ident())
         try:
             self.service.execute_claim(claim, until=self._abandon)
+        except JobInterrupted:
+            pass  # handed back to the queue by execute_claim
         except Exception:
             log.exception(
                 "action=execute_failed job_id=%s run_id=%s", claim.job.job_id, claim.run.run_id
             )
         finally:
             with self._idle:
+                self._job_threads.discard(threading.get_ident())
                 self.running -= 1
                 self._idle.notify_all()
             self.service.signal.notify()

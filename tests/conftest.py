@@ -4,8 +4,6 @@ SCHEDULER_TEST_POSTGRES_URL is set, on a fresh PostgreSQL schema too."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,65 +75,29 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stopped server for about a minute (connection backoff), and its failure reports
     would run beside the end of the session (e.g. a coverage report).
     """
-    import httpx
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = PREFECT_PORT
-    url = os.environ["PREFECT_API_URL"]
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_API_URL": url,
+    from tests.prefect_server import PrefectServer
+
+    server = PrefectServer(
+        tmp_path_factory.mktemp("prefect-home"),
+        PREFECT_PORT,
         # On the server's SQLite, these services' background writes collide with the
         # lease each tagged task takes for tag concurrency ("database is locked", then a
         # 2 s client backoff, several per run). The tests read flow runs, artifacts and
         # limits, which the API writes directly, so they need neither service.
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
-    }
-    log = (home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED="false",
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED="false",
     )
-
-    def healthy() -> bool:
-        if server.poll() is not None:
-            raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    assert server.url == os.environ["PREFECT_API_URL"]
+    server.start()
     try:
-        wait_for(healthy, timeout=90, interval=0.2, what="the Prefect server")
-        yield url
+        yield server.url
     finally:
         for worker in (APILogWorker, EventsWorker):
             worker.drain_all(timeout=30)
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

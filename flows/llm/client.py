@@ -29,8 +29,13 @@ async def acomplete(
 ) -> Completion:
     """Stream a reply from `model` (`provider/name`).
 
-    Options: `json_mode` (ask for and check a JSON object), `max_tokens`, `timeout` (seconds the
-    server may stay silent), `on_token` (called with each text piece as it arrives).
+    Options: `json_mode` (ask for and check a JSON object); `max_tokens` (sent to the server and
+    enforced: a reply that goes past it is cut there, with `finish_reason="length"`);
+    `timeout` (seconds the server may stay silent, default 120); `call_timeout` (seconds the
+    whole call may take, default `LLMSCHED_LLM_CALL_TIMEOUT_SECONDS` or 600);
+    `max_response_bytes` (body bytes read before the call fails, default
+    `LLMSCHED_LLM_MAX_RESPONSE_BYTES` or 4 MiB); `on_token` (called with each text piece as it
+    arrives).
     """
     spec = resolve_model(model)
     if options.get("json_mode"):
@@ -49,8 +54,12 @@ def complete(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(acomplete(model, messages, **options))
-    raise RuntimeError("complete() blocks, so it cannot run in an event loop: await acomplete()")
+        pass  # no loop: run one (outside this handler, so no error chains onto this one)
+    else:
+        raise RuntimeError(
+            "complete() blocks, so it cannot run in an event loop: await acomplete()"
+        )
+    return asyncio.run(acomplete(model, messages, **options))
 
 
 def _with_json_instruction(messages: Sequence[Message]) -> list[Message]:

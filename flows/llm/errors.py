@@ -1,13 +1,23 @@
 """One exception tree for every provider, so callers and retry policies need not know which
-wire protocol failed. Each message names the problem and the fix."""
+wire protocol failed. Each message names the problem and the fix, and is redacted: it goes
+into run errors, logs and webhooks, so no credential and no megabyte of server output may."""
 
 from __future__ import annotations
 
+from scheduler_core.redaction import redact
+
 
 class LLMError(Exception):
-    """Root of all LLM failures; `retryable` tells a scheduler whether trying again can help."""
+    """Root of all LLM failures; `retryable` tells a scheduler whether trying again can help.
+
+    The message is passed through `scheduler_core.redaction.redact`: URL userinfo, keys and
+    registered secrets are masked, and it is cut to 4096 characters.
+    """
 
     retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class UnknownModelError(LLMError):
@@ -25,13 +35,15 @@ class LLMConnectionError(LLMError):
 
 
 class LLMTimeoutError(LLMError):
-    """The server went silent for longer than the read timeout."""
+    """The server went silent for longer than the read timeout, or the whole call took longer
+    than its deadline (`call_timeout`)."""
 
     retryable = True
 
 
 class LLMResponseError(LLMError):
-    """The server failed (5xx, 429) or sent a response that cannot be understood."""
+    """The server failed (5xx, 429), sent a response that cannot be understood, or sent more
+    than `max_response_bytes`."""
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)

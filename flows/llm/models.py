@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict, TypeVar
 
 from flows.llm.errors import LLMResponseError
 
@@ -19,6 +21,20 @@ TokenCallback = Callable[[str], None]
 DEFAULT_TIMEOUT = 120.0
 """Seconds the server may stay silent mid-generation; long, since local models load slowly."""
 
+CALL_TIMEOUT_ENV = "LLMSCHED_LLM_CALL_TIMEOUT_SECONDS"
+DEFAULT_CALL_TIMEOUT = 600.0
+"""Seconds one whole call may take, however steadily the server streams: a server that never
+stops would otherwise hold the job (and the one `ollama` slot) for ever."""
+
+MAX_RESPONSE_BYTES_ENV = "LLMSCHED_LLM_MAX_RESPONSE_BYTES"
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""Bytes of response body read before the call fails; a reply for a pipeline is far smaller."""
+
+CHARS_PER_TOKEN = 16
+"""The most characters a reply may average per token before it counts as over `max_tokens`.
+Real tokens average about 4, so this only catches a server that ignores the limit."""
+
+_N = TypeVar("_N", int, float)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -32,21 +48,60 @@ class ModelSpec:
         return f"{self.provider}/{self.name}"
 
 
+def default_call_timeout() -> float:
+    """`LLMSCHED_LLM_CALL_TIMEOUT_SECONDS`, else 600; read at each call."""
+    return _positive_from_env(CALL_TIMEOUT_ENV, DEFAULT_CALL_TIMEOUT, float, "number of seconds")
+
+
+def default_max_response_bytes() -> int:
+    """`LLMSCHED_LLM_MAX_RESPONSE_BYTES`, else 4 MiB; read at each call."""
+    return _positive_from_env(
+        MAX_RESPONSE_BYTES_ENV, DEFAULT_MAX_RESPONSE_BYTES, int, "whole number of bytes"
+    )
+
+
+def _positive_from_env(name: str, default: _N, kind: Callable[[str], _N], what: str) -> _N:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not (0 < value < math.inf):
+        raise ValueError(f"{name}={raw!r} is not a positive {what}; unset it for {default}")
+    return value
+
+
 class CompletionOptions(TypedDict, total=False):
     json_mode: bool
     max_tokens: int | None
     timeout: float
+    call_timeout: float
+    max_response_bytes: int
     on_token: TokenCallback | None
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
+    """One call. `timeout`: seconds the server may stay silent; `call_timeout`: seconds the
+    whole call may take; `max_response_bytes`: body bytes read before the call fails;
+    `max_tokens`: sent to the server and enforced on the reply (see `StreamState`)."""
+
     spec: ModelSpec
     messages: Sequence[Message]
     json_mode: bool = False
     max_tokens: int | None = None
     timeout: float = DEFAULT_TIMEOUT
+    call_timeout: float = field(default_factory=default_call_timeout)
+    max_response_bytes: int = field(default_factory=default_max_response_bytes)
     on_token: TokenCallback | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "call_timeout", "max_response_bytes", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 @dataclass(frozen=True)

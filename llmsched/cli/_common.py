@@ -187,10 +187,12 @@ def warn(text: str) -> None:
 
 
 def one_line(text: str) -> str:
-    """Collapse a (possibly multi-line) message into one line."""
+    """Collapse a (possibly multi-line) message into one line, credentials masked."""
+    from scheduler_core.redaction import redact
+
     parts = [p.strip() for p in str(text).splitlines() if p.strip()]
     line = "; ".join(parts) if parts else str(text).strip()
-    return line.replace(":;", ":")
+    return redact(line.replace(":;", ":"))
 
 
 def when(value: datetime | None) -> str:

@@ -61,6 +61,12 @@ def submit(
         int | None,
         typer.Option(min=0, help="Automatic retries (default: LLMSCHED_MAX_RETRIES, 3)."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Execution deadline in seconds (default: LLMSCHED_JOB_TIMEOUT_SECONDS, 3600)."
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -73,7 +79,9 @@ def submit(
     values = build_params(params, params_json, model)
     with service(db, pipelines=True) as svc:
         check_job_type(svc, job_type)
-        job = svc.enqueue_job(job_type, values, priority=priority, max_retries=max_retries)
+        job = svc.enqueue_job(
+            job_type, values, priority=priority, max_retries=max_retries, timeout_seconds=timeout
+        )
     if as_json:
         emit_json(job_to_dict(job))
         return
@@ -247,6 +255,12 @@ def run(
         float | None,
         typer.Option(min=0.001, help="Give up (exit 4) if no slot is free within S seconds."),
     ] = None,
+    job_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="The job's execution deadline in seconds (default: LLMSCHED_JOB_TIMEOUT_SECONDS)."
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on stderr.")
     ] = False,
@@ -279,7 +293,12 @@ def run(
         if needs_ollama:  # the worker's start-up check: the one Ollama slot in Prefect
             executor.run(ensure_ollama_limit())
         result = svc.execute_direct(
-            job_type, values, reserved_by="llmsched run", priority=priority, timeout=timeout
+            job_type,
+            values,
+            reserved_by="llmsched run",
+            priority=priority,
+            timeout=timeout,
+            timeout_seconds=job_timeout,
         )
         job = svc.get_job(result.job_id)
     code = EXIT_OK if result.status.value == "COMPLETED" else EXIT_FAILED

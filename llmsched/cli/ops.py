@@ -207,9 +207,7 @@ def worker(
     """Run the scheduler worker: dispatch queued jobs as Prefect flow runs until stopped."""
     from flows.worker import run_worker
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    show_worker_logs()
     with service(db) as svc:
         code = run_worker(svc, slots=slots, drain_timeout=drain_timeout)
     raise typer.Exit(code)
@@ -234,3 +232,18 @@ def demo(
     with service(db) as svc:
         code = run_demo(svc, out_dir=out or home / "artifacts", console=Console())
     raise typer.Exit(code)
+
+
+WORKER_LOGGERS = ("scheduler_core", "flows", "llmsched")
+
+
+def show_worker_logs(level: int = logging.INFO) -> None:
+    """The worker's own `action=...` lines on stderr at INFO. Not through the root logger:
+    importing Prefect configures logging, after which `basicConfig` does nothing."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in WORKER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+        logger.propagate = False

@@ -5,11 +5,14 @@ the job's failure: no attempt counted), never left RUNNING."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from scheduler_core import JobStatus, SchedulerService
-from tests.cli.conftest import CLI
+from tests.cli.conftest import CLI, ROOT, cli_env
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.llm_server.process import LLMServerProcess
 
@@ -41,3 +44,43 @@ def test_an_interrupted_run_hands_its_job_back_and_exits_130(
         assert (back.status, back.attempt, back.worker_id) == (JobStatus.QUEUED, 1, None)
         assert svc.get_job_run_for_job(job.job_id or 0) is None  # no run: it never ended
         assert [j.job_id for j in svc.list_jobs()] == [job.job_id]  # no retry
+
+
+def test_a_worker_whose_drain_times_out_hands_its_running_job_back(
+    db_url: str, prefect_api: str, llm: LLMServerProcess, tmp_path: Path
+) -> None:
+    llm.control(hold=True)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "llmsched", "worker", "--db", db_url, "--drain-timeout", "1"],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        try:
+            from flows.pipelines import install_pipelines
+
+            install_pipelines(svc)
+            job = svc.enqueue_job("story", {"theme": "a long night", "model": "openai/m"})
+            wait_for(lambda: llm.stats()["requests"], timeout=60, what="the model call")
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 1  # not drained
+        finally:
+            llm.control(hold=False)
+            if worker.poll() is None:
+                worker.kill()
+            log.close()
+        back = svc.get_job(job.job_id or 0)
+        assert (back.status, back.attempt) == (JobStatus.QUEUED, 1)
+        assert svc.get_job_run_for_job(job.job_id or 0) is None
+        text = (tmp_path / "worker.log").read_text()
+        # The job's own thread handed it back once its flow was cancelled.
+        actions = [line for line in text.splitlines() if "action=" in line]
+        assert f"action=requeue job_id={job.job_id} " in text, actions
+        assert "dependency=shutdown" in text, actions
+        assert "action=hand_back jobs=0" in text, actions  # nothing left for the last resort
+        (me,) = [w for w in svc.list_workers() if w.pid == worker.pid]
+        assert me.status.value == "STOPPED"

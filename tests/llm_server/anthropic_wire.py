@@ -60,6 +60,13 @@ class AnthropicWire(Wire):
     def failure(self, status: int) -> Response:
         return error(status, *FAILURES.get(status, ("api_error", "Internal server error")))
 
+    def error(self, status: int, message: str) -> Response:
+        kind = "authentication_error" if status == 401 else "api_error"
+        return error(status, kind, message)
+
+    def received_key(self, request: Request) -> str:
+        return request.headers.get("x-api-key") or super().received_key(request)
+
     def not_found(self, model: str) -> Response:
         return error(404, "not_found_error", f"model: {model}")
 

@@ -39,6 +39,14 @@ class Wire(ABC):
     def failure(self, status: int) -> Response: ...
 
     @abstractmethod
+    def error(self, status: int, message: str) -> Response:
+        """An error in this protocol's shape carrying `message`."""
+
+    def received_key(self, request: Request) -> str:
+        """The credential the request carried, as a careless server might echo it."""
+        return request.headers.get("authorization", "").removeprefix("Bearer").strip()
+
+    @abstractmethod
     def not_found(self, model: str) -> Response: ...
 
     @abstractmethod
@@ -71,6 +79,8 @@ def chat_endpoint(wire: Wire) -> Callable[[Request], Awaitable[Response]]:
             return refusal
         if status := state.take_failure():
             return wire.failure(status)
+        if hostile := _hostile_failure(wire, request, chat.model):
+            return hostile
         if is_missing(chat.model):
             return wire.not_found(chat.model)
         reply = Reply.for_request(chat.model, chat.messages, as_json=chat.as_json)
@@ -80,6 +90,25 @@ def chat_endpoint(wire: Wire) -> Callable[[Request], Awaitable[Response]]:
         return StreamingResponse(_stream(wire, chat, reply, state), media_type=wire.media_type)
 
     return endpoint
+
+
+HUGE_ERROR_BYTES = 20 * 1024 * 1024
+_CRASH_LOG_LINE = "llama runner: CUDA error: out of memory at ggml-cuda.cu:1234; dumping state\n"
+
+
+def _hostile_failure(wire: Wire, request: Request, model: str) -> Response | None:
+    """Models named `hugeerror…` fail with HTTP 500 and a 20 MiB error body; `echokey-401…`
+    and `echokey-500…` fail with that status and a body quoting the key they received,
+    bare and as the Authorization header it came in."""
+    if model.startswith("hugeerror"):
+        log = _CRASH_LOG_LINE * (HUGE_ERROR_BYTES // len(_CRASH_LOG_LINE) + 1)
+        return wire.error(500, f"the model crashed; its log follows:\n{log}")
+    if model.startswith("echokey"):
+        status = 401 if model.startswith("echokey-401") else 500
+        key = wire.received_key(request)
+        headers = f"Authorization: {request.headers.get('authorization', '')}"
+        return wire.error(status, f"key {key} refused or failed (request had {headers})")
+    return None
 
 
 async def _stream(wire: Wire, chat: Chat, reply: Reply, state: ServerState) -> AsyncIterator[str]:

@@ -34,6 +34,9 @@ class OllamaWire(Wire):
     def failure(self, status: int) -> Response:
         return JSONResponse({"error": RUNNER_CRASH}, status)
 
+    def error(self, status: int, message: str) -> Response:
+        return JSONResponse({"error": message}, status)
+
     def not_found(self, model: str) -> Response:
         return JSONResponse({"error": f"model '{model}' not found"}, 404)
 

@@ -76,6 +76,11 @@ class OpenAIWire(Wire):
             )
         return error(status, SERVER_ERROR, kind="server_error")
 
+    def error(self, status: int, message: str) -> Response:
+        if status == 401:
+            return error(401, message, kind="invalid_request_error", code="invalid_api_key")
+        return error(status, message, kind="server_error")
+
     def not_found(self, model: str) -> Response:
         return error(
             404,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import itertools
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,13 +12,16 @@ from flows.llm.models import Message
 from tests.llm_server.state import ServerState
 
 BROKEN_JSON = '{"title": "A reply cut short", "points": ["first", "sec'
+FLOOD_BYTES = 50 * 1024 * 1024
+"""How much text a `flood…` model streams before its final event."""
+FLOOD_PIECE_CHARS = 1024
 
 
 def is_missing(model: str) -> bool:
     return model.startswith("missing")
 
 
-Ending = Literal["complete", "cutoff", "error"]
+Ending = Literal["complete", "cutoff", "error", "never"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,12 @@ class Reply:
     prompt_tokens: int
     ending: Ending
     """Models named `cutoff…` stop streaming halfway without the protocol's final event;
-    models named `midfail…` stop halfway with the protocol's in-stream error."""
+    models named `midfail…` stop halfway with the protocol's in-stream error; models named
+    `endless…` repeat the reply for ever (paced by `delay_per_token`)."""
+    flood_bytes: int = 0
+    """Models named `flood…` repeat the reply in 1 KiB pieces until this many bytes of text
+    (50 MiB) went out, then end the stream properly, as a server ignoring `max_tokens` would.
+    These two shape streams only: a non-streaming request gets the ordinary reply."""
 
     @classmethod
     def for_request(cls, model: str, messages: Sequence[Message], *, as_json: bool) -> Reply:
@@ -38,7 +47,10 @@ class Reply:
         ending: Ending = "complete"
         if model.startswith(("cutoff", "midfail")):
             ending = "cutoff" if model.startswith("cutoff") else "error"
-        return cls(text, synthesis.count_tokens(prompt), ending)
+        elif model.startswith("endless"):
+            ending = "never"
+        flood = FLOOD_BYTES if model.startswith("flood") else 0
+        return cls(text, synthesis.count_tokens(prompt), ending, flood)
 
     @property
     def output_tokens(self) -> int:
@@ -46,13 +58,24 @@ class Reply:
 
     async def pieces(self, state: ServerState) -> AsyncIterator[str]:
         """The text in streaming pieces, paced by `delay_per_token`; half of it if it fails."""
-        pieces = list(synthesis.chunks(self.text))
-        if self.ending != "complete":
-            pieces = pieces[: len(pieces) // 2]
-        for piece in pieces:
+        for piece in self._pieces():
             await state.pace()
             state.stats.pieces_sent += 1
             yield piece
 
+    def _pieces(self) -> Iterable[str]:
+        pieces = list(synthesis.chunks(self.text))
+        if self.ending == "never":
+            return itertools.cycle(pieces)
+        if self.flood_bytes:
+            repeated = (self.text.replace("\n", " ") + " ") * (FLOOD_PIECE_CHARS // 8)
+            piece = repeated[:FLOOD_PIECE_CHARS]
+            return itertools.repeat(piece, -(-self.flood_bytes // len(piece)))
+        if self.ending != "complete":
+            return pieces[: len(pieces) // 2]
+        return pieces
+
     async def whole(self, state: ServerState) -> str:
+        if self.ending == "never" or self.flood_bytes:
+            return self.text
         return "".join([piece async for piece in self.pieces(state)])

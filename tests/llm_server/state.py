@@ -65,8 +65,9 @@ class ServerState:
         await self._released.wait()
 
     async def pace(self) -> None:
-        if self.settings.delay_per_token > 0:
-            await asyncio.sleep(self.settings.delay_per_token)
+        """Wait `delay_per_token`; with none, still yield, so a stream that never ends cannot
+        starve the server's other work (its own disconnect check among it)."""
+        await asyncio.sleep(self.settings.delay_per_token)
 
     @contextmanager
     def ollama_in_flight(self) -> Iterator[None]:

@@ -173,6 +173,7 @@ def original(make_job: MakeJob) -> Job:
         max_retries=4,
         origin=JobOrigin.DIRECT,
         worker_id="w-old",
+        timeout_seconds=90.0,
     )
 
 
@@ -198,6 +199,7 @@ def test_an_automatic_retry_copies_the_job_and_keeps_its_group_place(
         "origin": "queue",
         "created_at": now,
         "queued_at": now,
+        "timeout_seconds": 90.0,  # a retry keeps its original's deadline
     }
 
 

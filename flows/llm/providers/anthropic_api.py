@@ -32,12 +32,15 @@ class AnthropicProvider(HTTPProvider):
     def base_url(self) -> str:
         return (os.environ.get(self.base_url_env) or DEFAULT_BASE_URL).rstrip("/")
 
+    def token_limit(self, request: CompletionRequest) -> int | None:
+        return request.max_tokens or DEFAULT_MAX_TOKENS
+
     def build(self, request: CompletionRequest, *, base_url: str, key: str | None) -> WireRequest:
         """System prompts travel in their own field: the API accepts no `system` role."""
         system = [str(m["content"]) for m in request.messages if m.get("role") == "system"]
         body: dict[str, Any] = {
             "model": request.spec.name,
-            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": self.token_limit(request),
             "messages": [dict(m) for m in request.messages if m.get("role") != "system"],
             "stream": True,
         }
