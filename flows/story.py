@@ -124,6 +124,12 @@ async def story_pipeline(
         directory = output_root(output_dir)
         # Room for the story plus the reasoning some local models write first.
         completion = await call_model(model, request.messages, max_tokens=2 * length + 2048)
+        if completion.finish_reason == "length":
+            raise LLMResponseError(
+                f"{model} did not finish the story within {2 * length + 2048} tokens (the "
+                f"reply was cut there, finish_reason 'length'); a {length}-word story needs "
+                "far fewer: retry, or use a model that follows the prompt"
+            )
         story = validate_story(completion.text, request=request, model=model)
         path = save_story(story, request=request, model=model, directory=directory)
         await publish_artifact(

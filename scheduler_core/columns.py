@@ -55,3 +55,15 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class Seconds(sa.TypeDecorator[float]):
+    """A duration in seconds, a float as both drivers return it. Its own type because the
+    prepared statements (prepared.py) ask for result processors without a column type
+    code, which PostgreSQL's Float processor cannot answer; none is needed."""
+
+    impl = sa.Float()
+    cache_ok = True
+
+    def result_processor(self, dialect: sa.Dialect, coltype: Any) -> Any:
+        return None

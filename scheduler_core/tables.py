@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from scheduler_core.columns import JSONType, UTCDateTime
+from scheduler_core.columns import JSONType, Seconds, UTCDateTime
 from scheduler_core.rules.ordering import DISPATCH_ORDER
 from scheduler_core.statuses import (
     JobGroupStatus,
@@ -72,6 +72,7 @@ class JobRecord(Job, table=True):
 
     params: dict[str, Any] = _json(dict)
     position: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
+    timeout_seconds: float | None = Field(default=None, sa_type=Seconds)
     status: JobStatus = _status(JobStatus.QUEUED)
     origin: JobOrigin = _status(JobOrigin.QUEUE)
     not_before: datetime | None = _ts()

@@ -22,14 +22,20 @@ def _enum_fields(model: type[Any]) -> dict[str, type[Enum]]:
 _ENUMS: dict[type[Any], dict[str, type[Enum]]] = {
     model: _enum_fields(model) for model in (Job, JobRun, JobGroup)
 }
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    model: tuple(model.model_fields) for model in (Job, JobRun, JobGroup)
+}
 
 
 def value(model: type[M], data: dict[str, Any]) -> M:
     """A public value from one of our own rows (every field, valid values): only the
     status/origin strings become their enums. What `model_construct` does, without
-    its per-field alias and default checks, which cost more than the row's SQL."""
+    its per-field alias and default checks, which cost more than the row's SQL. Fields
+    are put in the value's order: a table's column order depends on how it was created
+    (a migrated table has its new columns last)."""
     for name, enum in _ENUMS[model].items():
         data[name] = enum(data[name])
+    data = {name: data[name] for name in _FIELDS[model]}
     made: M = model.__new__(model)  # SQLModel's __new__ sets pydantic's private slots
     object.__setattr__(made, "__dict__", data)
     object.__setattr__(made, "__pydantic_fields_set__", set(data))
