@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.tables import RUNS
+from tests.conftest import wait_for
 from tests.support import kill, start_module
 
 
@@ -161,3 +162,19 @@ def started_after(svc: SchedulerService, when: Any) -> set[str]:
 
 def done_count(svc: SchedulerService) -> int:
     return len(svc.list_jobs(status=["COMPLETED", "FAILED", "SKIPPED", "CANCELLED"]))
+
+
+def check_recovered(
+    svc: SchedulerService, load: Workload, workers: Workers, *, since: Any
+) -> dict[str, int]:
+    """After a fault ended at `since`: every job ends, every worker is alive and its
+    dispatcher claimed work again, and `check_outcome` holds. Returns its counts."""
+    wait_for(
+        lambda: not svc.list_jobs(status=["QUEUED", "RUNNING"]),
+        timeout=300,
+        interval=0.5,
+        what="every job terminal after the fault",
+    )
+    assert workers.alive()
+    assert started_after(svc, since) == set(workers.ids), "a dispatcher stopped"
+    return check_outcome(svc, load, workers.log)

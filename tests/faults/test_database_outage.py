@@ -19,13 +19,7 @@ import pytest
 from scheduler_core import SchedulerService
 from scheduler_core.values import utcnow
 from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
-from tests.faults.support import (
-    Workers,
-    check_outcome,
-    done_count,
-    queue_mixed_workload,
-    started_after,
-)
+from tests.faults.support import Workers, check_recovered, done_count, queue_mixed_workload
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
@@ -68,15 +62,7 @@ def test_workers_survive_a_postgresql_restart(
         subprocess.run([*CLUSTER, "start"], check=True)
         restarted = utcnow()
         wait_for(pg_ready, timeout=60, interval=0.2, what="PostgreSQL back")
-        wait_for(
-            lambda: not svc.list_jobs(status=["QUEUED", "RUNNING"]),
-            timeout=300,
-            interval=0.5,
-            what="every job terminal after the restart",
-        )
-        assert workers.alive()
-        assert started_after(svc, restarted) == set(workers.ids), "a dispatcher stopped"
-        counts = check_outcome(svc, load, log)
+        counts = check_recovered(svc, load, workers, since=restarted)
         print(f"outage={outage}s {counts}")
     finally:
         workers.close()
@@ -106,16 +92,7 @@ def test_workers_survive_a_sqlite_file_locked_longer_than_db_retry_seconds(
         time.sleep(retry_seconds * 3)  # the injected lock, three times db_retry_seconds
         locker.execute("ROLLBACK")
         locker.close()
-        released = utcnow()
-        wait_for(
-            lambda: not svc.list_jobs(status=["QUEUED", "RUNNING"]),
-            timeout=240,
-            interval=0.5,
-            what="every job terminal after the lock",
-        )
-        assert workers.alive()
-        assert started_after(svc, released) == set(workers.ids), "a dispatcher stopped"
-        counts = check_outcome(svc, load, log)
+        counts = check_recovered(svc, load, workers, since=utcnow())
         print(f"sqlite lock {retry_seconds * 3}s {counts}")
     finally:
         workers.close()
