@@ -45,10 +45,8 @@ def run_worker(svc: SchedulerService, *, slots: int, drain_timeout: float) -> in
         )
         svc.start(concurrency=slots)
         stop.wait()
-        drained = svc.stop(timeout=drain_timeout)
-        if not drained:  # the rest goes back to the queue: stopping is not their failure
-            handed_back = svc.hand_back_running()
-            log.warning("action=hand_back jobs=%s", handed_back)
+        # What outlasts the drain goes back to the queue: stopping is not its failure.
+        drained = svc.stop(timeout=drain_timeout, hand_back=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

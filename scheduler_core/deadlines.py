@@ -64,7 +64,7 @@ class _Watch:
     seq: int
     thread_id: int = field(compare=False)
     seconds: float = field(compare=False)
-    on_expiry: Callable[[], None] = field(compare=False)
+    on_expiry: Callable[[], None] | None = field(compare=False)
     state: str = field(default="armed", compare=False)  # armed, fired, expired, done
     settled: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -73,6 +73,7 @@ class Watchdog:
     def __init__(self, *, grace: float = GRACE_SECONDS) -> None:
         self.grace = grace
         self._heap: list[_Watch] = []
+        self._ended = 0  # entries of jobs that ended, still in the heap
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -106,6 +107,13 @@ class Watchdog:
         with self._cond:
             state = item.state
             item.state = "done"
+            if state == "armed":
+                item.on_expiry = None  # the job's values are not kept until the deadline
+                self._ended += 1
+                if self._ended > 64 and self._ended * 2 > len(self._heap):
+                    self._heap = [w for w in self._heap if w.state != "done"]
+                    heapq.heapify(self._heap)
+                    self._ended = 0
         if state != "armed":
             raise_in(item.thread_id, None)
         if state == "expired":
@@ -119,6 +127,9 @@ class Watchdog:
                     timeout = self._heap[0].due - time.monotonic() if self._heap else None
                     self._cond.wait(timeout)
                 item = heapq.heappop(self._heap)
+                if item.state == "done":
+                    self._ended = max(0, self._ended - 1)
+                    continue
                 if item.state == "armed":
                     item.state = "fired"
                     raise_in(item.thread_id, DeadlineExceeded)
@@ -129,7 +140,8 @@ class Watchdog:
                     continue
                 item.state = "expired"
             try:
-                item.on_expiry()
+                if item.on_expiry is not None:
+                    item.on_expiry()
             except Exception:
                 log.exception("action=deadline_expiry_failed")
             finally:

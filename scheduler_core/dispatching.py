@@ -306,11 +306,19 @@ class Dispatching:
         self._loop.start()
         self.plugins.start()
 
-    def stop(self, timeout: float = 30) -> bool:
-        """Stop dispatching; wait up to `timeout` for running jobs. True if all finished."""
+    def stop(self, timeout: float = 30, *, hand_back: bool = False) -> bool:
+        """Stop dispatching; wait up to `timeout` for running jobs. True if all finished.
+
+        Jobs still running then go on, unless `hand_back` (a process about to exit): they
+        are stopped and go back to the queue, their attempt not counted.
+        """
         if self._loop is None:
             return True
         drained = self._loop.stop(timeout)
+        if not drained and hand_back:
+            self._loop.interrupt_running()
+            handed_back = self.hand_back_running()  # any a stuck thread could not hand back
+            log.warning("action=hand_back worker_id=%s jobs=%s", self.worker_id, handed_back)
         self._loop = None
         self.membership.register(slots=0)
         return bool(drained)

@@ -58,8 +58,6 @@ class WorkerLoop:
         self.service.signal.notify()
         with self._idle:
             drained = self._idle.wait_for(lambda: self.running == 0, timeout=timeout)
-        if not drained:
-            self._interrupt_running()
         self._dispatcher.join(timeout=5)
         self._pool.shutdown(wait=drained)
         log.info(
@@ -70,7 +68,7 @@ class WorkerLoop:
         )
         return drained
 
-    def _interrupt_running(self) -> None:
+    def interrupt_running(self) -> None:
         """The drain timed out: stop what still runs, so each job thread hands its job back
         to the queue (a shutdown is not the job's failure) and the process can exit."""
         self._abandon.set()
