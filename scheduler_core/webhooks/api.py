@@ -5,13 +5,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from scheduler_core.values import utcnow
 from scheduler_core.webhooks import deliveries
+from scheduler_core.webhooks.attempt import url_refusal
 from scheduler_core.webhooks.delivery import WebhookDispatcher
 from scheduler_core.webhooks.errors import (
     InvalidWebhookError,
@@ -63,11 +63,12 @@ def install_webhooks(
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url.strip()) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    """The URL as stored, if the sender's HTTP client can send to it."""
+    reason = url_refusal(url.strip()) if isinstance(url, str) else "not a string"
+    if reason is not None:
         raise InvalidWebhookUrlError(
-            f"webhook URL {url!r} is not an absolute http:// or https:// URL with a host, "
-            "e.g. https://example.com/hooks/llmsched"
+            f"webhook URL {url!r} is not an absolute http:// or https:// URL with a host "
+            f"that the HTTP client accepts ({reason}), e.g. https://example.com/hooks/llmsched"
         )
     return url.strip()
 

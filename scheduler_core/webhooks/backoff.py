@@ -16,11 +16,16 @@ RETRYABLE_4XX = frozenset({408, 429})
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
-    """How one HTTP attempt ended: a status code, or None when no response came."""
+    """How one HTTP attempt ended: a status code, or None when no response came.
+
+    `refused`: the HTTP client refused the request itself (e.g. its URL), so sending it
+    again can not succeed.
+    """
 
     status_code: int | None
     error: str | None = None
     retry_after: float | None = None
+    refused: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -28,7 +33,10 @@ class AttemptResult:
 
     @property
     def permanent(self) -> bool:
-        """A redirect or client error other than 408/429 will not change on retry."""
+        """A refused request, or a redirect or client error other than 408/429, will not
+        change on retry."""
+        if self.refused:
+            return True
         code = self.status_code
         return code is not None and 300 <= code < 500 and code not in RETRYABLE_4XX
 

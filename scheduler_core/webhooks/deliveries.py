@@ -38,6 +38,21 @@ _LEASE_FREE = sa.or_(D.c.locked_until.is_(None), D.c.locked_until <= _P("now"))
 
 ENABLED_ENDPOINTS = sa.select(EP.c.endpoint_id, EP.c.events).where(EP.c.enabled == sa.true())
 
+# A delivery of the same endpoint in flight: a live lease (the row being judged has none).
+_BUSY = D.alias("busy")
+_ENDPOINT_BUSY = (
+    sa.select(_BUSY.c.delivery_id)
+    .where(
+        _BUSY.c.endpoint_id == D.c.endpoint_id,
+        _BUSY.c.status == _PENDING,
+        _BUSY.c.locked_until > _P("now"),
+    )
+    .exists()
+)
+
+# Due, not leased, and its endpoint has nothing in flight: a slow endpoint occupies one
+# sender at most, the others keep serving the rest. `skip`: endpoints found busy by a
+# concurrent claim (PostgreSQL, below).
 _DUE = (
     sa.select(
         D.c.delivery_id,
@@ -57,12 +72,33 @@ _DUE = (
         D.c.next_attempt_at <= _P("now"),
         _LEASE_FREE,
         EP.c.enabled == sa.true(),
+        ~_ENDPOINT_BUSY,
+        D.c.endpoint_id.not_in(_P("skip", expanding=True)),
     )
     .order_by(D.c.next_attempt_at, D.c.delivery_id)
     .limit(1)
 )
 # PostgreSQL: concurrent senders skip each other's candidate instead of queueing on it.
 _DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=D)
+
+# PostgreSQL: claims of one endpoint take turns on its row. FOR NO KEY UPDATE does not
+# block the FOR KEY SHARE that inserting a delivery takes; SKIP LOCKED never waits.
+_LOCK_ENDPOINT = (
+    sa.select(EP.c.endpoint_id)
+    .where(EP.c.endpoint_id == _P("b_endpoint"))
+    .with_for_update(key_share=True, skip_locked=True)
+)
+_IN_FLIGHT = (
+    sa.select(D.c.delivery_id)
+    .where(
+        D.c.endpoint_id == _P("b_endpoint"),
+        D.c.status == _PENDING,
+        D.c.locked_until > _P("now"),
+    )
+    .limit(1)
+)
+# Each failed candidate excludes one endpoint; this bounds the transaction regardless.
+_CLAIM_TRIES = 8
 
 _TAKE_LEASE = (
     sa.update(D)
@@ -75,17 +111,26 @@ _TAKE_LEASE = (
     )
 )
 
-# When the next delivery may become claimable: due time, or the end of a running lease.
+# When the next delivery may become claimable: its due time, or later the end of the
+# lease in flight on its endpoint (its own lease included).
+_BUSY_UNTIL = (
+    sa.select(_BUSY.c.endpoint_id, sa.func.max(_BUSY.c.locked_until).label("lease_end"))
+    .where(_BUSY.c.status == _PENDING, _BUSY.c.locked_until.is_not(None))
+    .group_by(_BUSY.c.endpoint_id)
+    .subquery("busy_until")
+)
 _NEXT_WAKE = (
     sa.select(
         sa.func.min(
             sa.case(
-                (D.c.locked_until > D.c.next_attempt_at, D.c.locked_until),
+                (_BUSY_UNTIL.c.lease_end > D.c.next_attempt_at, _BUSY_UNTIL.c.lease_end),
                 else_=D.c.next_attempt_at,
             )
         )
     )
+    .select_from(D)
     .join(EP, EP.c.endpoint_id == D.c.endpoint_id)
+    .outerjoin(_BUSY_UNTIL, _BUSY_UNTIL.c.endpoint_id == D.c.endpoint_id)
     .where(D.c.status == _PENDING, EP.c.enabled == sa.true())
 )
 
@@ -142,10 +187,32 @@ def insert_event(conn: Connection, event: Event, endpoint_ids: Sequence[int]) ->
 def claim_due(
     conn: Connection, *, is_postgres: bool, lease_seconds: float, now: datetime
 ) -> Claimed | None:
-    """Lease the most overdue delivery; the conditional UPDATE makes one sender win."""
-    row = conn.execute(_DUE_SKIP_LOCKED if is_postgres else _DUE, {"now": now}).first()
-    if row is None:
-        return None
+    """Lease the most overdue delivery whose endpoint has none in flight.
+
+    SQLite: write transactions run one at a time (BEGIN IMMEDIATE), so the query sees
+    every lease. PostgreSQL: a concurrent claim's lease may be invisible to the query's
+    snapshot; so the candidate's endpoint row is locked (claims of one endpoint take
+    turns) and its leases are looked at again by a new statement, whose READ COMMITTED
+    snapshot sees any claim committed before the lock was had. The conditional UPDATE
+    makes one sender win a delivery.
+    """
+    skip: list[int] = []
+    for _ in range(_CLAIM_TRIES):
+        params = {"now": now, "skip": skip}
+        row = conn.execute(_DUE_SKIP_LOCKED if is_postgres else _DUE, params).first()
+        if row is None:
+            return None
+        if is_postgres:
+            endpoint = {"b_endpoint": row.endpoint_id, "now": now}
+            locked = conn.execute(_LOCK_ENDPOINT, endpoint).first() is not None
+            if not locked or conn.execute(_IN_FLIGHT, endpoint).first() is not None:
+                skip.append(row.endpoint_id)  # being claimed, or just claimed, elsewhere
+                continue
+        return _take(conn, row, lease_seconds=lease_seconds, now=now)
+    return None
+
+
+def _take(conn: Connection, row: Any, *, lease_seconds: float, now: datetime) -> Claimed | None:
     token = str(uuid.uuid4())
     taken = conn.execute(
         _TAKE_LEASE,

@@ -4,29 +4,36 @@ Each sender loops: claim one due delivery under a lease (a short transaction), P
 with no transaction open, record the result (another short transaction). It sleeps
 until woken by a local commit, until the next delivery falls due, or for the fallback
 poll interval (events written by other processes).
+
+An attempt ends by its deadline (`attempt_deadline`, cut shorter if the lease would
+otherwise run out first), so the lease always outlives it: no other sender takes a
+delivery over while it is being sent. A claim passes over endpoints that have a
+delivery in flight, so a slow receiver holds one sender, not all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
+import time
 from datetime import datetime
 
 import httpx
 from sqlalchemy.engine import Connection
 
-from scheduler_core.database import Database
+from scheduler_core.database import Database, is_transient
+from scheduler_core.errors import InfrastructureError
 from scheduler_core.signal import Signal
 from scheduler_core.values import utcnow
 from scheduler_core.webhooks import deliveries
-from scheduler_core.webhooks.backoff import AttemptResult, next_state, parse_retry_after
+from scheduler_core.webhooks.attempt import attempt, new_client
+from scheduler_core.webhooks.backoff import next_state
 from scheduler_core.webhooks.deliveries import Claimed
-from scheduler_core.webhooks.settings import WebhookSettings
-from scheduler_core.webhooks.signing import signed_headers
+from scheduler_core.webhooks.settings import RECORD_SECONDS, WebhookSettings
 
 log = logging.getLogger("scheduler_core.webhooks")
-
-USER_AGENT = "prefect-llm-scheduler-webhooks/1"
 
 
 class WebhookDispatcher:
@@ -87,31 +94,43 @@ class WebhookDispatcher:
     # ------------------------------------------------------------------ the loop
 
     def _loop(self, stopping: threading.Event) -> None:
-        with httpx.Client(
-            timeout=self.settings.timeout,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        ) as client:
-            while not stopping.is_set():
-                seen = self.signal.version
-                try:
-                    claimed = self.db.write(self._claim)
-                    if claimed is not None:
-                        self._deliver(client, claimed)
-                        continue
-                    wait = self._idle_seconds()
-                except Exception:
-                    log.exception("action=webhook_loop_error")
-                    wait = self.settings.poll_interval
-                self.signal.wait(seen, wait)
+        # Each sender has its own event loop, on which its attempts run one at a time.
+        with asyncio.Runner() as runner:
+            client = new_client()
+            try:
+                held: tuple[Claimed, float] | None = None
+                while held is not None or not stopping.is_set():
+                    seen = self.signal.version
+                    try:
+                        if held is None:
+                            held = self.db.write(self._claim)
+                        if held is not None:
+                            held = self._deliver(runner, client, *held, stopping=stopping)
+                            continue
+                        wait = self._idle_seconds()
+                    except Exception as exc:
+                        held = None  # a failed transaction claimed nothing
+                        if isinstance(exc, InfrastructureError) or is_transient(exc):
+                            # The database is down or locked: waited out, no traceback.
+                            log.warning(
+                                "action=webhook_loop_paused error=%s: %s", type(exc).__name__, exc
+                            )
+                        else:
+                            log.exception("action=webhook_loop_error")
+                        wait = self.settings.poll_interval
+                    self.signal.wait(seen, wait)
+            finally:
+                with contextlib.suppress(Exception):
+                    runner.run(client.aclose())
 
-    def _claim(self, conn: Connection) -> Claimed | None:
-        return deliveries.claim_due(
-            conn,
-            is_postgres=self.is_postgres,
-            lease_seconds=self.settings.lease_seconds,
-            now=utcnow(),
+    def _claim(self, conn: Connection) -> tuple[Claimed, float] | None:
+        """The claimed delivery, and a monotonic time no later than its lease's end."""
+        lease = self.settings.lease_seconds
+        lease_ends = time.monotonic() + lease  # taken before the lease's start: earlier
+        claimed = deliveries.claim_due(
+            conn, is_postgres=self.is_postgres, lease_seconds=lease, now=utcnow()
         )
+        return None if claimed is None else (claimed, lease_ends)
 
     def _idle_seconds(self) -> float:
         due = self.db.read(deliveries.next_wake)
@@ -120,15 +139,29 @@ class WebhookDispatcher:
         # A floor, so a row another sender is claiming right now is not spun on.
         return max(0.01, min(self.settings.poll_interval, (due - utcnow()).total_seconds()))
 
-    def _deliver(self, client: httpx.Client, claimed: Claimed) -> None:
-        result = self._post(client, claimed)
+    def _deliver(
+        self,
+        runner: asyncio.Runner,
+        client: httpx.AsyncClient,
+        claimed: Claimed,
+        lease_ends: float,
+        *,
+        stopping: threading.Event,
+    ) -> tuple[Claimed, float] | None:
+        """Send `claimed`, record the result, and claim the next delivery in the same
+        transaction (one commit less per delivery) unless the sender is stopping."""
+        settings = self.settings
+        started = time.monotonic()
+        # The attempt ends in time to record its result while the lease still holds.
+        budget = min(settings.attempt_deadline, lease_ends - RECORD_SECONDS - started)
+        result = runner.run(attempt(client, claimed, settings=settings, budget=budget))
+        elapsed = time.monotonic() - started
         now = utcnow()
-        status, next_at = next_state(
-            result, attempts=claimed.attempt, settings=self.settings, now=now
-        )
-        kept = self.db.write(
-            lambda c: deliveries.record_attempt(
-                c,
+        status, next_at = next_state(result, attempts=claimed.attempt, settings=settings, now=now)
+
+        def record(conn: Connection) -> tuple[bool, tuple[Claimed, float] | None]:
+            kept = deliveries.record_attempt(
+                conn,
                 claimed,
                 status=status,
                 next_attempt_at=next_at,
@@ -136,10 +169,13 @@ class WebhookDispatcher:
                 error=result.error,
                 now=now,
             )
-        )
-        log.info(
+            return kept, None if stopping.is_set() else self._claim(conn)
+
+        kept, following = self.db.write(record)
+        log.log(
+            logging.WARNING if result.refused else logging.INFO,
             "action=deliver delivery_id=%s event_id=%s event=%s endpoint_id=%s attempt=%s "
-            "http_status=%s status=%s retry_in=%s%s",
+            "http_status=%s status=%s retry_in=%s elapsed=%.3f%s%s",
             claimed.delivery_id,
             claimed.event_id,
             claimed.event_type,
@@ -148,30 +184,11 @@ class WebhookDispatcher:
             result.status_code,
             status.value,
             _seconds_until(next_at, now),
+            elapsed,
             "" if kept else " lease_lost=true",
+            "" if result.error is None else f" error={result.error[:200]!r}",
         )
-
-    def _post(self, client: httpx.Client, claimed: Claimed) -> AttemptResult:
-        body = claimed.body.encode()
-        headers = signed_headers(
-            claimed.secret,
-            event_id=claimed.event_id,
-            event_type=claimed.event_type,
-            idempotency_key=claimed.idempotency_key,
-            body=body,
-        )
-        try:
-            response = client.post(claimed.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return AttemptResult(status_code=None, error=f"{type(exc).__name__}: {exc}")
-        code = response.status_code
-        if 200 <= code < 300:
-            return AttemptResult(status_code=code)
-        return AttemptResult(
-            status_code=code,
-            error=f"HTTP {code}: {response.text[:200]}",
-            retry_after=parse_retry_after(response.headers.get("retry-after"), now=utcnow()),
-        )
+        return following
 
 
 def _seconds_until(when: datetime | None, now: datetime) -> str:

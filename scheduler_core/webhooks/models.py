@@ -84,6 +84,8 @@ class WebhookDeliveryRecord(WebhookDelivery, table=True):
         sa.Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
         sa.Index("ix_webhook_delivery_event", "event_id"),
         sa.Index("ix_webhook_delivery_endpoint", "endpoint_id"),
+        # Whether an endpoint has a delivery in flight, asked on every claim.
+        sa.Index("ix_webhook_delivery_endpoint_status", "endpoint_id", "status"),
     )
 
 
@@ -94,5 +96,16 @@ TABLES = (ENDPOINTS, EVENTS, DELIVERIES)
 
 
 def create_tables(engine: sa.Engine) -> None:
-    """Create the outbox tables if missing; safe on every open."""
+    """Create the outbox tables and their indexes if missing; safe on every open.
+
+    create_all adds indexes only with a new table; an index added by a later release is
+    created here on tables that exist already.
+    """
     SQLModel.metadata.create_all(engine, tables=list(TABLES))
+    with engine.connect() as conn:
+        present = {i["name"] for i in sa.inspect(conn).get_indexes(DELIVERIES.name)}
+    missing = [i for i in DELIVERIES.indexes if i.name not in present]
+    if missing:
+        with engine.begin() as conn:
+            for index in missing:
+                conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))

@@ -11,19 +11,22 @@ import pytest
 from scheduler_core import SchedulerService
 from scheduler_core.webhooks import WebhookDispatcher, install_webhooks
 from tests.scheduler.handlers import E2EJobHandler
-from tests.webhooks.support import FAST, Receiver
+from tests.webhooks.support import FAST, RECEIVER, Receiver
 
 ReceiverFactory = Callable[..., Receiver]
 
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[ReceiverFactory]:
-    """Factory: `receiver("--fail-first", "2")` starts one; all are stopped at teardown."""
+    """Factory: `receiver("--fail-first", "2")` starts one; all are stopped at teardown.
+
+    `module=HOSTILE` starts the hostile receiver (tests/webhooks/hostile.py) instead.
+    """
     made: list[Receiver] = []
     counter = itertools.count()
 
-    def factory(*args: str, port: int = 0, start: bool = True) -> Receiver:
-        rec = Receiver(tmp_path / f"receiver{next(counter)}", *args, port=port)
+    def factory(*args: str, port: int = 0, start: bool = True, module: str = RECEIVER) -> Receiver:
+        rec = Receiver(tmp_path / f"receiver{next(counter)}", *args, port=port, module=module)
         made.append(rec)
         return rec.start() if start else rec
 

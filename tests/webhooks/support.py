@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Small delays so every retry path finishes in well under a second.
 FAST: dict[str, Any] = {
-    "timeout": 2.0,
+    "timeout": 1.5,
+    "attempt_deadline": 1.5,
     "backoff_seconds": 0.05,
     "backoff_max_seconds": 0.2,
     "jitter": 0.1,
@@ -37,15 +38,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Receiver:
-    """`python -m tests.webhooks.receiver` in its own process; ready once its port file exists."""
+RECEIVER = "tests.webhooks.receiver"
+HOSTILE = "tests.webhooks.hostile"  # drips its answer, or answers a huge body
 
-    def __init__(self, directory: Path, *args: str, port: int = 0) -> None:
+
+class Receiver:
+    """`python -m tests.webhooks.receiver` (or `module`) in its own process; ready once its
+    port file exists."""
+
+    def __init__(self, directory: Path, *args: str, port: int = 0, module: str = RECEIVER) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port_file = directory / "port"
         self.record = directory / "requests.jsonl"
         self.args = args
         self.port = port
+        self.module = module
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +65,7 @@ class Receiver:
             [
                 sys.executable,
                 "-m",
-                "tests.webhooks.receiver",
+                self.module,
                 "--port-file",
                 str(self.port_file),
                 "--record",

@@ -66,12 +66,13 @@ def test_in_flight_delivery_of_killed_sender_is_taken_over(
 ) -> None:
     lease = 2.0
     svc = open_service()
-    dispatcher = install_webhooks(svc, **{**FAST, "timeout": 1.0, "lease_seconds": lease})
+    bounds = {"timeout": 1.0, "attempt_deadline": 1.0, "lease_seconds": lease}
+    dispatcher = install_webhooks(svc, **{**FAST, **bounds})
     rec = receiver("--hang", "--fail-first", "1")  # the first request never gets an answer
     add_webhook_endpoint(svc, rec.url)
     svc.register("noop", lambda params: [])
     svc.enqueue_job("noop")
-    settings = json.dumps({"timeout": 1.0, "lease_seconds": lease})
+    settings = json.dumps(bounds)
     worker = start_worker(db_url, "--deliver", "--webhook-settings", settings)
     try:
         (first,) = rec.wait_requests(1)  # the worker's sender is in flight, holding the lease

@@ -28,7 +28,17 @@ Hooked = tuple[SchedulerService, WebhookDispatcher]
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://example.com/x", "example.com/hook", "http://", "file:///etc/passwd", ""]
+    "url",
+    [
+        "ftp://example.com/x",
+        "example.com/hook",
+        "http://",
+        "file:///etc/passwd",
+        "",
+        "http://example.com:notaport/x",  # the HTTP client can not send to these
+        "http://example.com:99999/x",
+        "http://[::1/x",
+    ],
 )
 def test_non_http_url_is_refused(hooked: Hooked, url: str) -> None:
     svc, _ = hooked
