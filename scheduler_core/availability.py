@@ -15,6 +15,8 @@ Probe = Callable[[], bool]
 
 FIRST_PROBE_SECONDS = 0.2
 MAX_PROBE_SECONDS = 5.0
+REPEAT_SECONDS = 60.0  # a fault this soon after resuming counts as the same outage
+MAX_HOLD_SECONDS = 300.0
 
 
 class Availability:
@@ -27,6 +29,7 @@ class Availability:
         self._worker_id = worker_id
         self._faults: dict[str, tuple[str, float]] = {}  # dependency -> (error, since)
         self._resumed: dict[str, float] = {}  # dependency -> when it answered again
+        self._streak: dict[str, int] = {}  # faults soon after resuming, in a row
         self._lock = threading.Lock()
 
     @property
@@ -47,7 +50,10 @@ class Availability:
         with self._lock:
             if dependency in self._faults:
                 return
-            self._faults[dependency] = (error, time.monotonic())
+            now = time.monotonic()
+            self._faults[dependency] = (error, now)
+            again = now - self._resumed.get(dependency, -REPEAT_SECONDS) < REPEAT_SECONDS
+            self._streak[dependency] = self._streak.get(dependency, 0) + 1 if again else 0
         log.warning(
             "action=dispatch_paused worker_id=%s dependency=%s error=%s",
             self._worker_id,
@@ -58,6 +64,12 @@ class Availability:
     def wait_until_available(self, stop: threading.Event) -> bool:
         """Probe every faulted dependency with backoff until all answer (True), or until
         `stop` is set (False)."""
+        with self._lock:
+            streak = max((self._streak.get(d, 0) for d in self._faults), default=0)
+        # A dependency that answers its probe but fails again at once (an API that is up
+        # but refuses writes) is waited out longer each time, not retried in a hot loop.
+        if streak and stop.wait(min(FIRST_PROBE_SECONDS * 2**streak, MAX_HOLD_SECONDS)):
+            return False
         delay = FIRST_PROBE_SECONDS
         while True:
             with self._lock:

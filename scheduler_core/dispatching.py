@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from scheduler_core.run_records import RunRecords
     from scheduler_core.settings import SchedulerSettings
     from scheduler_core.signal import Signal
+    from scheduler_core.spool import Spool
     from scheduler_core.store import Store
 
 log = logging.getLogger("scheduler_core")
@@ -54,8 +56,9 @@ class Dispatching:
         membership: Membership
         worker_id: str
         availability: Availability
+        spool: Spool
         deadlines: Watchdog
-        _in_hand: set[int]
+        _in_hand: Counter[int]
         _in_hand_lock: threading.Lock
         _loop: Any
 
@@ -82,10 +85,11 @@ class Dispatching:
         return claim
 
     def _hold(self, claim: Claim | None) -> None:
-        """Remember a job this process runs, so `reconcile` never hands it back."""
+        """Remember a job this process runs, so `reconcile` never hands it back. Counted:
+        a job handed back can be claimed again before the old claim's thread let go."""
         if claim is not None:
             with self._in_hand_lock:
-                self._in_hand.add(claim.job.job_id or 0)
+                self._in_hand[claim.job.job_id or 0] += 1
 
     def execute_claim(self, claim: Claim, *, until: threading.Event | None = None) -> Finish:
         """Run a claimed job through the executor and record its end in one transaction.
@@ -107,10 +111,19 @@ class Dispatching:
                 raise JobInterrupted(
                     f"job {claim.job.job_id} is back in the queue, its attempt not counted"
                 ) from None
-            return expired if expired is not None else self.record(claim, outcome, until=until)
+            if expired is not None:
+                return expired
+            try:
+                return self.record(claim, outcome, until=until)
+            except KeyboardInterrupt:  # stopped while its end waited for the database
+                self.spool.keep(self.worker_id, claim, outcome)
+                raise JobInterrupted(f"job {claim.job.job_id} ended; its end is kept") from None
         finally:
             with self._in_hand_lock:
-                self._in_hand.discard(claim.job.job_id or 0)
+                job_id = claim.job.job_id or 0
+                self._in_hand[job_id] -= 1
+                if self._in_hand[job_id] <= 0:
+                    del self._in_hand[job_id]
 
     def _execute(self, claim: Claim) -> tuple[Outcome, Finish | None]:
         """The outcome, under the job's deadline; with the Finish the watchdog recorded if
@@ -178,6 +191,7 @@ class Dispatching:
                     raise
                 self.availability.fault("database", str(exc))
                 if until.wait(min(2.0**attempts * 0.1, 5.0)):
+                    self.spool.keep(self.worker_id, claim, outcome)  # the process must exit
                     raise
                 continue
             self._log_end(claim, outcome, finish)
@@ -196,10 +210,13 @@ class Dispatching:
     def _hand_back(self, claim: Claim) -> None:
         """This process is being stopped mid-job: the job goes back to the queue."""
         outcome = faults.interrupted(faults.SHUTDOWN, "the process running it was interrupted")
+        if self.availability.resumed_within("database", 0):  # down now: no time to wait
+            self.spool.keep(self.worker_id, claim, outcome)
+            return
         try:
             self.record(claim, outcome)
-        except Exception:  # recovery hands it on once this process is gone
-            log.exception("action=hand_back_failed job_id=%s", claim.job.job_id)
+        except Exception:  # kept on disk: the next recovery here hands it on
+            self.spool.keep(self.worker_id, claim, outcome)
 
     def _requeue(self, claim: Claim) -> Job:
         return self.db.write(lambda c: self.store.requeue(c, claim))
@@ -280,6 +297,7 @@ class Dispatching:
             heartbeat_timeout=self.settings.heartbeat_timeout,
             finish=self.record,
             plugins=self.plugins,
+            spool=self.spool,
             trust_heartbeats=not self.availability.resumed_within(
                 "database", self.settings.heartbeat_timeout
             ),
@@ -317,8 +335,12 @@ class Dispatching:
         drained = self._loop.stop(timeout)
         if not drained and hand_back:
             self._loop.interrupt_running()
-            handed_back = self.hand_back_running()  # any a stuck thread could not hand back
-            log.warning("action=hand_back worker_id=%s jobs=%s", self.worker_id, handed_back)
+            try:
+                handed_back = self.hand_back_running()  # any a stuck thread could not
+            except Exception as exc:  # the database is down: crash recovery takes them
+                log.warning("action=hand_back_failed worker_id=%s error=%s", self.worker_id, exc)
+            else:
+                log.warning("action=hand_back worker_id=%s jobs=%s", self.worker_id, handed_back)
         self._loop = None
         self.membership.register(slots=0)
         return bool(drained)

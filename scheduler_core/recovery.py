@@ -14,6 +14,7 @@ from scheduler_core.errors import StaleStateError
 from scheduler_core.liveness import worker_is_alive
 from scheduler_core.plugins import Plugin
 from scheduler_core.rules import recovery
+from scheduler_core.spool import Spool
 from scheduler_core.statuses import WorkerStatus
 from scheduler_core.store import Store
 from scheduler_core.values import Claim, Finish, Outcome, Worker, utcnow
@@ -27,6 +28,7 @@ class RecoveryReport:
     retries_created: int = 0
     workers_marked_dead: int = 0
     reservations_released: int = 0
+    spooled_ends_written: int = 0
     recovered_job_ids: list[int] = field(default_factory=list)
 
 
@@ -41,12 +43,13 @@ def recover(
     heartbeat_timeout: float,
     finish: FinishFn,
     plugins: Plugin,
+    spool: Spool | None = None,
     trust_heartbeats: bool = True,
 ) -> RecoveryReport:
-    """One recovery pass; safe to run in several processes at once."""
+    """One recovery pass; safe to run in several processes at once. First the ends that
+    gone workers of this host kept on disk (spool.py) are written as they happened."""
     report = RecoveryReport()
     now = utcnow()
-    running = db.read(store.running_claims_by_worker)
     workers = {w.worker_id: w for w in db.read(store.list_workers)}
 
     def is_alive(worker: Worker | None) -> bool:
@@ -56,6 +59,13 @@ def recover(
             heartbeat_timeout=heartbeat_timeout,
             trust_heartbeats=trust_heartbeats,
         )
+
+    if spool is not None:
+        report.spooled_ends_written = spool.replay(
+            finish,
+            gone=lambda wid: recovery.owner_is_dead(wid, workers=workers, me=me, is_alive=is_alive),
+        )
+    running = db.read(store.running_claims_by_worker)
 
     dead = recovery.dead_workers(workers, me=me, is_alive=is_alive)
     for worker_id, claims in running.items():

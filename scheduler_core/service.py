@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -33,6 +34,7 @@ from scheduler_core.rules.retry import RetryPolicy, check_manual_retry
 from scheduler_core.run_records import RunRecords
 from scheduler_core.settings import SchedulerSettings
 from scheduler_core.signal import Signal
+from scheduler_core.spool import Spool
 from scheduler_core.statuses import JobOrigin, JobStatus
 from scheduler_core.store import Store
 from scheduler_core.validation import SpecBuilder, check_origin, check_text, statuses
@@ -75,9 +77,10 @@ class SchedulerService(DirectExecution, Dispatching):
         self.membership = Membership(db, self.store, heartbeat_interval=settings.heartbeat_interval)
         self.worker_id = self.membership.worker_id
         self.signal = Signal()
-        self._in_hand: set[int] = set()  # ids of the jobs this process runs now
+        self._in_hand: Counter[int] = Counter()  # claims this process holds, by job id
         self._in_hand_lock = threading.Lock()
         self.deadlines = Watchdog()
+        self.spool = Spool(settings.resolved_home() / "spool")
         self.availability = Availability(
             {"database": db.ping}, default=self._executor_available, worker_id=self.worker_id
         )
@@ -141,7 +144,10 @@ class SchedulerService(DirectExecution, Dispatching):
         close_executor = getattr(self.executor, "close", None)
         if close_executor is not None:
             close_executor()
-        self.membership.leave()
+        try:
+            self.membership.leave()
+        except Exception as exc:  # the database is down: recovery will see the pid gone
+            log.warning("action=leave_failed worker_id=%s error=%s", self.worker_id, exc)
         self.db.dispose()
 
     def __enter__(self) -> SchedulerService:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("scheduler_core.worker")
 
 CANCEL_SECONDS = 3.0
-"""How long cancelled coroutine executions get to end before their threads are
-interrupted too."""
+"""How long cancelled executions and abandoned records get to end before their threads
+are interrupted."""
 INTERRUPT_SECONDS = 10.0
 """How long interrupted jobs get to hand themselves back after a drain timed out."""
 
@@ -71,12 +71,12 @@ class WorkerLoop:
     def interrupt_running(self) -> None:
         """The drain timed out: stop what still runs, so each job thread hands its job back
         to the queue (a shutdown is not the job's failure) and the process can exit."""
-        self._abandon.set()
+        self._abandon.set()  # records still waiting for the database are kept on disk
         interrupt = getattr(self.service.executor, "interrupt", None)
         if interrupt is not None:
             interrupt()  # an executor that runs coroutines cancels them
-            with self._idle:
-                self._idle.wait_for(lambda: self.running == 0, timeout=CANCEL_SECONDS)
+        with self._idle:
+            self._idle.wait_for(lambda: self.running == 0, timeout=CANCEL_SECONDS)
         with self._lock:
             threads = list(self._job_threads)
         for thread_id in threads:

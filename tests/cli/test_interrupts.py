@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,14 +26,24 @@ def test_an_interrupted_run_hands_its_job_back_and_exits_130(
     cli: CLI, prefect_api: str, llm: LLMServerProcess, sig: signal.Signals
 ) -> None:
     llm.control(hold=True)  # the model call never answers until released
-    pending = cli.start([["run", "story", "theme=an interrupted night", "--model", "openai/m"]])
+    pending = cli.start(
+        [["run", "story", "theme=an interrupted night", "--model", "openai/m"]],
+        env={"PYTHONFAULTHANDLER": "1"},
+    )
     (proc,) = pending.procs
     with SchedulerService.open(cli.db_url, **TEST_SETTINGS) as svc:
         try:
             wait_for(lambda: llm.stats()["requests"], timeout=60, what="the model call")
             (job,) = svc.list_jobs(status="RUNNING")
+            signalled = time.monotonic()
             proc.send_signal(sig)
-            out, err = proc.communicate(timeout=30)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # show where it hangs (PYTHONFAULTHANDLER)
+                proc.send_signal(signal.SIGABRT)
+                out, err = proc.communicate(timeout=30)
+                raise AssertionError(f"no exit 60 s after {sig.name}:\n{err[-20000:]}") from None
+            print(f"exited {time.monotonic() - signalled:.1f}s after {sig.name}")
         finally:
             llm.control(hold=False)
             if proc.poll() is None:

@@ -121,6 +121,7 @@ def test_recover_fails_only_dead_workers_jobs(cli: CLI, setup_svc: SchedulerServ
         "retries_created": 1,
         "workers_marked_dead": 1,
         "reservations_released": 0,
+        "spooled_ends_written": 0,
         "recovered_job_ids": [job.job_id],
         "warnings": [],
     }

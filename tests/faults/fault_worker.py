@@ -49,7 +49,7 @@ def main() -> int:
     svc.start(concurrency=slots)
     print(f"ready {svc.worker_id}", flush=True)
     stop.wait()
-    svc.stop(timeout=60)
+    svc.stop(timeout=float(os.environ.get("FAULT_WORKER_DRAIN", "60")), hand_back=True)
     svc.close()
     return 0
 

@@ -8,6 +8,7 @@ twice to completion, no attempt was burned by the outage, and nothing is left RU
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -16,10 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from scheduler_core import SchedulerService
+from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.values import utcnow
 from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
-from tests.faults.support import Workers, check_recovered, done_count, queue_mixed_workload
+from tests.faults.support import (
+    Workers,
+    check_recovered,
+    done_count,
+    executions,
+    queue_mixed_workload,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
@@ -32,7 +39,8 @@ def pg_ready() -> bool:
 
 @pytest.fixture
 def postgres_cluster() -> Iterator[None]:
-    """The local cluster, started again after the test whatever happened."""
+    """The local cluster, started again after the test whatever happened (request it
+    after the database fixture, so that it is up again before that one is dropped)."""
     try:
         yield
     finally:
@@ -48,12 +56,12 @@ def postgres_cluster() -> Iterator[None]:
 @pytest.mark.parametrize("outage", [10, 60])
 @pytest.mark.timeout(600)
 def test_workers_survive_a_postgresql_restart(
-    outage: int, tmp_path: Path, postgres_cluster: None, pg_db_url: str
+    outage: int, tmp_path: Path, pg_db_url: str, postgres_cluster: None
 ) -> None:
     db_url = pg_db_url
     log = tmp_path / "executions.log"
     svc = SchedulerService.open(db_url, **TEST_SETTINGS)
-    load = queue_mixed_workload(svc, singles=1500)
+    load = queue_mixed_workload(svc, singles=2500)
     workers = Workers(db_url, log, count=3)
     try:
         wait_for(lambda: done_count(svc) > load.size // 5, timeout=120, what="a fifth done")
@@ -96,4 +104,48 @@ def test_workers_survive_a_sqlite_file_locked_longer_than_db_retry_seconds(
         print(f"sqlite lock {retry_seconds * 3}s {counts}")
     finally:
         workers.close()
+        svc.close()
+
+
+@pytest.mark.skipif(
+    not POSTGRES_URL or os.geteuid() != 0,
+    reason="stops the local PostgreSQL cluster: needs SCHEDULER_TEST_POSTGRES_URL and root",
+)
+@pytest.mark.timeout(300)
+def test_a_worker_stopped_during_an_outage_keeps_its_result_for_the_next_worker(
+    tmp_path: Path, pg_db_url: str, postgres_cluster: None
+) -> None:
+    log = tmp_path / "executions.log"
+    svc = SchedulerService.open(pg_db_url, **TEST_SETTINGS)
+    svc.register("work", lambda params: None)
+    job = svc.enqueue_job("work", {"sleep": 3})
+    first = Workers(pg_db_url, log, count=1, slots=1, env={"FAULT_WORKER_DRAIN": "2"})
+    second: Workers | None = None
+    try:
+        wait_for(lambda: "start " in log.read_text(), timeout=60, what="the job started")
+        subprocess.run([*CLUSTER, "stop", "-m", "fast"], check=True)
+        wait_for(lambda: "done " in log.read_text(), timeout=30, what="the job's end")
+        (proc,) = first.procs
+        proc.send_signal(signal.SIGTERM)  # stopped while its end cannot be written
+        proc.wait(timeout=120)
+        spooled = list((Path(os.environ["LLMSCHED_HOME"]) / "spool").glob("*.jsonl"))
+        assert len(spooled) == 1 and oct(spooled[0].stat().st_mode & 0o777) == "0o600"
+        subprocess.run([*CLUSTER, "start"], check=True)
+        wait_for(pg_ready, timeout=60, interval=0.2, what="PostgreSQL back")
+        second = Workers(pg_db_url, log, count=1, slots=1)  # its recovery writes the end
+        wait_for(
+            lambda: svc.get_job(job.job_id or 0).status.is_terminal,
+            timeout=60,
+            what="the kept end written",
+        )
+        ended = svc.get_job(job.job_id or 0)
+        assert (ended.status, ended.attempt) == (JobStatus.COMPLETED, 1)
+        assert [j.job_id for j in svc.list_jobs()] == [job.job_id]  # no retry
+        _starts, dones, _ = executions(log)
+        assert dones[job.job_id or 0] == 1  # it did not run again
+        assert not list(spooled[0].parent.glob("*.jsonl"))
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
         svc.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scheduler_core import JobStatus, SchedulerService
+from scheduler_core import Job, JobStatus, SchedulerService
 from tests.cli.conftest import ROOT, cli_env
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.llm_server.process import LLMServerProcess
@@ -38,7 +38,9 @@ def unfinished_flow_runs(api: str) -> list[dict[str, object]]:
 
 @pytest.mark.timeout(600)
 def test_a_prefect_outage_burns_no_attempt_and_leaves_no_zombie(
-    db_url: str, tmp_path: Path, llm_server: LLMServerProcess
+    db_url: str,
+    tmp_path: Path,
+    llm_server: LLMServerProcess,
 ) -> None:
     llm_server.reset()
     llm_server.control(hold=True)
@@ -49,7 +51,7 @@ def test_a_prefect_outage_burns_no_attempt_and_leaves_no_zombie(
     svc = SchedulerService.open(db_url, **TEST_SETTINGS)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "llmsched", "worker", "--db", db_url, "--slots", "2"],
+        [sys.executable, "-m", "llmsched", "worker", "--db", db_url, "--slots", "3"],
         cwd=ROOT,
         env=cli_env(
             PREFECT_API_URL=server.url,
@@ -64,16 +66,18 @@ def test_a_prefect_outage_burns_no_attempt_and_leaves_no_zombie(
         from flows.pipelines import install_pipelines
 
         install_pipelines(svc)
-        jobs = [
-            svc.enqueue_job("story", {"theme": f"outage {i}", "model": "openai/m"})
-            for i in range(4)
-        ]
+
+        def story(i: int) -> Job:
+            return svc.enqueue_job("story", {"theme": f"outage {i}", "model": "openai/m"})
+
+        jobs = [story(0), story(1)]
         wait_for(
             lambda: len(svc.list_jobs(status="RUNNING")) == 2,
             timeout=120,
             what="two jobs running (held at the model)",
         )
         server.stop()
+        jobs += [story(2), story(3)]  # one is claimed while the API is away
         time.sleep(5)
         llm_server.control(hold=False)  # the running flows go on, towards an absent API
         time.sleep(OUTAGE_SECONDS - 5)  # the injected outage itself

@@ -57,7 +57,11 @@ def make_handler(behaviour: Behaviour, record: Path) -> type[BaseHTTPRequestHand
         disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            if len(body) < length:  # the sender died mid-request: nothing was received
+                self.close_connection = True
+                return
             n, answer = behaviour.next_answer(self.headers.get("X-Webhook-Id", ""))
             entry = {
                 "n": n,
