@@ -60,34 +60,16 @@ def recover(
             trust_heartbeats=trust_heartbeats,
         )
 
-    if spool is not None:
-        report.spooled_ends_written = spool.replay(
-            finish,
-            gone=lambda wid: recovery.owner_is_dead(wid, workers=workers, me=me, is_alive=is_alive),
-        )
-    running = db.read(store.running_claims_by_worker)
+    def gone(worker_id: str | None) -> bool:
+        return recovery.owner_is_dead(worker_id, workers=workers, me=me, is_alive=is_alive)
 
+    if spool is not None:
+        report.spooled_ends_written = spool.replay(finish, gone=gone)
+    for worker_id, claims in db.read(store.running_claims_by_worker).items():
+        if gone(worker_id):
+            outcome = recovery.crashed(worker_id, workers.get(worker_id) if worker_id else None)
+            _close_crashed(claims, outcome, finish=finish, plugins=plugins, report=report)
     dead = recovery.dead_workers(workers, me=me, is_alive=is_alive)
-    for worker_id, claims in running.items():
-        if not recovery.owner_is_dead(worker_id, workers=workers, me=me, is_alive=is_alive):
-            continue
-        outcome = recovery.crashed(worker_id, workers.get(worker_id) if worker_id else None)
-        for claim in claims:
-            try:
-                done = finish(claim, outcome)
-            except StaleStateError:
-                continue  # another process recovered it first
-            report.running_jobs_recovered += 1
-            report.recovered_job_ids.append(claim.job.job_id or 0)
-            report.retries_created += done.retry is not None
-            log.warning(
-                "action=recover job_id=%s run_id=%s worker_id=%s retry_job_id=%s",
-                claim.job.job_id,
-                claim.run.run_id,
-                worker_id,
-                done.retry.job_id if done.retry else None,
-            )
-            plugins.on_recovered(claim, done)
     if dead:
 
         def mark(conn: Any) -> int:
@@ -98,3 +80,30 @@ def recover(
         report.reservations_released = db.write(mark)
         report.workers_marked_dead = len(dead)
     return report
+
+
+def _close_crashed(
+    claims: list[Claim],
+    outcome: Outcome,
+    *,
+    finish: FinishFn,
+    plugins: Plugin,
+    report: RecoveryReport,
+) -> None:
+    """Finish a dead worker's RUNNING jobs as crashed (the retry rule applies)."""
+    for claim in claims:
+        try:
+            done = finish(claim, outcome)
+        except StaleStateError:
+            continue  # another process recovered it first
+        report.running_jobs_recovered += 1
+        report.recovered_job_ids.append(claim.job.job_id or 0)
+        report.retries_created += done.retry is not None
+        log.warning(
+            "action=recover job_id=%s run_id=%s worker_id=%s retry_job_id=%s",
+            claim.job.job_id,
+            claim.run.run_id,
+            claim.job.worker_id,
+            done.retry.job_id if done.retry else None,
+        )
+        plugins.on_recovered(claim, done)
