@@ -56,6 +56,7 @@ log = logging.getLogger("flows.executor")
 T = TypeVar("T")
 
 PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+SIGNAL_CHECK_SECONDS = 0.25
 
 
 def flow_run_name(ctx: ExecutionContext) -> str:
@@ -109,7 +110,14 @@ class PrefectExecutor:
         with self._lock:
             self._in_flight.add(future)
         try:
-            return future.result()
+            while True:
+                # Waiting in slices: a signal the kernel hands to another thread is only
+                # seen by the main thread when its wait returns, so Ctrl-C works at once.
+                try:
+                    return future.result(timeout=SIGNAL_CHECK_SECONDS)
+                except concurrent.futures.TimeoutError:
+                    if future.done():
+                        raise  # the coroutine's own TimeoutError
         except concurrent.futures.CancelledError:
             if self._interrupting:
                 raise JobInterrupted("the executor was interrupted") from None

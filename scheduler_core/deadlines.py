@@ -1,6 +1,7 @@
 """Job execution deadlines: one watchdog thread for the process.
 
-At a job's deadline the watchdog raises `DeadlineExceeded` in the thread running it
+A second after a job's deadline (an executor that cancels its own coroutine at the
+deadline goes first) the watchdog raises `DeadlineExceeded` in the thread running it
 (delivered at its next Python instruction: it stops Python code, not a thread blocked
 inside one C call). If the job has not ended `grace` seconds later, `on_expiry` runs
 on the watchdog thread: the service then records the job FAILED, which releases its
@@ -24,6 +25,10 @@ from scheduler_core.errors import SchedulerError
 log = logging.getLogger("scheduler_core.deadlines")
 
 GRACE_SECONDS = 5.0
+MARGIN_SECONDS = 1.0
+"""The watchdog acts this long after the deadline, so that an executor that stops its own
+execution at the deadline (a cancelled coroutine, whose flow run then ends Failed) goes
+first."""
 
 
 class DeadlineExceeded(SchedulerError):
@@ -81,7 +86,7 @@ class Watchdog:
     def watch(self, seconds: float, *, on_expiry: Callable[[], None]) -> _Watch:
         """Arm a deadline `seconds` from now for the calling thread."""
         item = _Watch(
-            due=time.monotonic() + seconds,
+            due=time.monotonic() + seconds + MARGIN_SECONDS,
             seq=next(self._seq),
             thread_id=threading.get_ident(),
             seconds=seconds,
