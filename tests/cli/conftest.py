@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -92,10 +93,17 @@ class CLI:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                preexec_fn=_default_sigint,
             )
             for args in commands
         ]
         return Pending(commands, procs)
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as a user's terminal delivers it: a test run started in the background
+    (where the shell ignores SIGINT, and children inherit that) must not hide it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Pending:
