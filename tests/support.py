@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from scheduler_core import SchedulerService
 
@@ -56,6 +57,17 @@ def kill(proc: subprocess.Popen[str]) -> None:
     proc.wait(10)
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """SIGTERM a process we started (a worker drains), then SIGKILL it if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def drain(svc: SchedulerService) -> int:

@@ -17,6 +17,7 @@ from scheduler_core import JobGroupStatus, JobStatus, SchedulerService
 from tests.cli.conftest import CLI, ROOT, cli_env
 from tests.conftest import wait_for
 from tests.llm_server.process import LLMServerProcess
+from tests.support import terminate
 
 # A real worker and Prefect: the backend rules it relies on are covered by the core suite.
 pytestmark = pytest.mark.sqlite_only
@@ -40,13 +41,7 @@ def worker(
     log.close()
     yield proc
     llm.control(hold=False)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate(proc)
 
 
 def test_running_work_through_the_cli(

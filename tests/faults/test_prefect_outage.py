@@ -4,7 +4,6 @@ itself, and Prefect is left with no flow run RUNNING or PENDING."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from tests.conftest import TEST_SETTINGS, wait_for
 from tests.llm_server.process import LLMServerProcess
 from tests.prefect_env import free_port
 from tests.prefect_server import PrefectServer
+from tests.support import terminate
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.sqlite_only]
 
@@ -96,12 +96,7 @@ def test_a_prefect_outage_burns_no_attempt_and_leaves_no_zombie(
         assert worker.poll() is None
     finally:
         llm_server.control(hold=False)
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        terminate(worker)
         log.close()
         svc.close()
         server.stop()
