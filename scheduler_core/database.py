@@ -191,7 +191,7 @@ class Database:
         self.in_memory = self.is_sqlite and engine.url.database in (None, "", ":memory:")
         # Called with the connection after every write transaction, committed or not
         # (the service's plugins: plugins.py `after_write`).
-        self.on_write_end: Callable[[Connection], None] | None = None
+        self.on_write_end: Callable[[Connection, bool], None] | None = None
         self._keep = self.is_sqlite and not self.in_memory
         self._local = threading.local()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
@@ -211,6 +211,7 @@ class Database:
         kept = self._kept_connection()
         release = kept is None  # not kept, or a transaction inside another one
         conn = self.engine.connect() if kept is None else kept.conn
+        committed = False
         try:
             if kept is None:
                 if self.is_sqlite:
@@ -224,6 +225,7 @@ class Database:
                         yield conn
                 finally:
                     kept.busy = False
+            committed = True
         except BaseException:
             # A failed transaction may leave the connection in any state: never reuse
             # a kept one (the driver's transaction may still be open), start afresh.
@@ -233,7 +235,7 @@ class Database:
             raise
         finally:
             if write and self.on_write_end is not None:
-                self.on_write_end(conn)
+                self.on_write_end(conn, committed)
             if release:
                 conn.close()
 

@@ -27,6 +27,7 @@ from scheduler_core.values import Claim, Finish, Job, JobRun, Outcome, utcnow
 
 if TYPE_CHECKING:
     from scheduler_core.availability import Availability
+    from scheduler_core.cancellation import Cancellations
     from scheduler_core.database import Database
     from scheduler_core.executor import Executor
     from scheduler_core.membership import Membership
@@ -60,6 +61,7 @@ class Dispatching:
         deadlines: Watchdog
         _in_hand: Counter[int]
         _in_hand_lock: threading.Lock
+        cancellations: Cancellations
         _loop: Any
 
     def dispatch_one(self) -> tuple[Job, JobRun] | None:
@@ -162,12 +164,18 @@ class Dispatching:
             claim.job.attempt,
             claim.job.resource,
         )
+        job_id = claim.job.job_id or 0
+        self.cancellations.begin(job_id)
+        cancelled = False
         try:
-            return self.executor.execute(job_type, ctx)
+            outcome = self.executor.execute(job_type, ctx)
         except Exception as exc:  # an executor must not raise; if it does, classify it
-            return faults.from_exception(exc) or Outcome(
+            outcome = faults.from_exception(exc) or Outcome(
                 status=JobRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", exit_code=1
             )
+        finally:
+            cancelled = self.cancellations.end(job_id)
+        return self.cancellations.settle(outcome, cancelled=cancelled)
 
     def record(
         self, claim: Claim, outcome: Outcome, *, until: threading.Event | None = None

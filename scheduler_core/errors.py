@@ -55,11 +55,15 @@ class InvalidStateError(SchedulerError):
 
 
 class JobNotCancellableError(InvalidStateError):
-    """Only QUEUED jobs can be cancelled; running work is never preempted."""
+    """The job has already ended."""
 
 
 class RunNotRetryableError(InvalidStateError):
-    """Only a FAILED run can be retried."""
+    """Only a FAILED or CANCELLED run (or job) can be retried."""
+
+
+class DuplicateExternalIdError(InvalidStateError):
+    """A job with this external id (a Prefect flow run) is queued already."""
 
 
 class ParamsImmutableError(InvalidStateError):
@@ -86,6 +90,10 @@ class DatabaseUnavailableError(InfrastructureError):
     """The database stayed locked or unreachable after retries; no state was changed."""
 
     dependency = "database"
+
+
+class JobCancelled(SchedulerError):
+    """Raised in a running job's thread when a user cancelled it (cancellation.py)."""
 
 
 class JobInterrupted(KeyboardInterrupt):

@@ -28,7 +28,17 @@ def _job_timeout(ops: Operations) -> None:
     ops.add_column("job", sa.Column("timeout_seconds", sa.Float(), nullable=True))
 
 
-STEPS: dict[int, Callable[[Operations], None]] = {2: _job_timeout}
+def _job_control(ops: Operations) -> None:
+    """v3: a cancel request for a running job, and the job's external (Prefect) id."""
+    ops.add_column(
+        "job",
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    ops.add_column("job", sa.Column("external_id", sa.String(64), nullable=True))
+    ops.create_index("ix_job_external_id", "job", ["external_id"], unique=True)
+
+
+STEPS: dict[int, Callable[[Operations], None]] = {2: _job_timeout, 3: _job_control}
 """The step that brings a database to each version."""
 
 

@@ -3,9 +3,11 @@ hooks you need, and add it with `SchedulerService.add_plugin`.
 
 Hooks named `on_*_in_tx` run inside the transaction of the change they report, so what
 they write commits or rolls back with it (the webhook outbox). `after_write` runs when
-a write transaction has ended; `on_recovered` after a dead worker's job was recovered,
-outside any transaction (a failing one is logged, and recovery goes on); `start` and
-`stop` follow the service's background worker.
+a write transaction has ended, and says whether it committed (what a hook noted in the
+transaction is sent only then); `after_enqueue` after new jobs were committed by a
+submission; `on_recovered` after a dead worker's job was recovered; these three run
+outside any transaction (a failing one is logged, and the scheduler goes on). `start`
+and `stop` follow the service's background worker.
 
 Webhooks (scheduler_core/webhooks) are such a plugin, installed by every service.
 """
@@ -13,7 +15,7 @@ Webhooks (scheduler_core/webhooks) are such a plugin, installed by every service
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from scheduler_core.values import Claim, Finish, Job, JobGroup, JobRun
@@ -33,8 +35,14 @@ class Plugin:
     def on_group_end_in_tx(self, conn: Connection, group: JobGroup) -> None:
         """A group reached its terminal status (written in `conn`'s transaction)."""
 
-    def after_write(self, conn: Connection) -> None:
+    def on_retry_decided_in_tx(self, conn: Connection, job: Job, retry: Job | None) -> None:
+        """A job FAILED: `retry` is its automatic retry, or None when none is left."""
+
+    def after_write(self, conn: Connection, committed: bool) -> None:
         """A write transaction on `conn` ended, committed or rolled back."""
+
+    def after_enqueue(self, jobs: list[Job]) -> None:
+        """A submission (enqueue, group, manual retry) committed these new QUEUED jobs."""
 
     def on_recovered(self, claim: Claim, finish: Finish) -> None:
         """A dead worker's job was recovered: its run closed, its retry (if any) queued."""
@@ -67,20 +75,21 @@ class Plugins(Plugin):
         for plugin in self._plugins:
             plugin.on_group_end_in_tx(conn, group)
 
-    def after_write(self, conn: Connection) -> None:
+    def on_retry_decided_in_tx(self, conn: Connection, job: Job, retry: Job | None) -> None:
         for plugin in self._plugins:
-            plugin.after_write(conn)
+            plugin.on_retry_decided_in_tx(conn, job, retry)
+
+    def after_write(self, conn: Connection, committed: bool) -> None:
+        for plugin in self._plugins:
+            _guarded(plugin, "after_write", plugin.after_write, conn, committed)
+
+    def after_enqueue(self, jobs: list[Job]) -> None:
+        for plugin in self._plugins:
+            _guarded(plugin, "after_enqueue", plugin.after_enqueue, jobs)
 
     def on_recovered(self, claim: Claim, finish: Finish) -> None:
         for plugin in self._plugins:
-            try:
-                plugin.on_recovered(claim, finish)
-            except Exception:  # one failing plugin must not stop the recovery pass
-                log.exception(
-                    "action=recovery_hook_failed plugin=%s job_id=%s",
-                    type(plugin).__name__,
-                    claim.job.job_id,
-                )
+            _guarded(plugin, "recovery", plugin.on_recovered, claim, finish)
 
     def start(self) -> None:
         for plugin in self._plugins:
@@ -89,3 +98,12 @@ class Plugins(Plugin):
     def stop(self, timeout: float) -> None:
         for plugin in self._plugins:
             plugin.stop(timeout)
+
+
+def _guarded(plugin: Plugin, hook: str, call: Callable[..., None], *args: object) -> None:
+    """Call a hook that runs after the fact: one failing plugin stops neither the others
+    nor the scheduler."""
+    try:
+        call(*args)
+    except Exception:
+        log.exception("action=plugin_hook_failed plugin=%s hook=%s", type(plugin).__name__, hook)

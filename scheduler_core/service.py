@@ -13,14 +13,17 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from scheduler_core.availability import Availability
+from scheduler_core.cancellation import Cancellations
 from scheduler_core.database import Database, create_engine, create_schema
 from scheduler_core.deadlines import Watchdog
 from scheduler_core.direct import DirectExecution
 from scheduler_core.dispatching import Dispatching
 from scheduler_core.errors import (
     ConfigurationError,
+    DuplicateExternalIdError,
     EmptyGroupError,
     RunNotFoundError,
 )
@@ -30,7 +33,7 @@ from scheduler_core.plugins import Plugin, Plugins
 from scheduler_core.recovery import RecoveryReport
 from scheduler_core.registry import Handler, JobType, Registry, ResourceRule, Validator
 from scheduler_core.rules import resources
-from scheduler_core.rules.retry import RetryPolicy, check_manual_retry
+from scheduler_core.rules.retry import RetryPolicy, check_manual_job_retry, check_manual_retry
 from scheduler_core.run_records import RunRecords
 from scheduler_core.settings import SchedulerSettings
 from scheduler_core.signal import Signal
@@ -80,6 +83,11 @@ class SchedulerService(DirectExecution, Dispatching):
         self._in_hand: Counter[int] = Counter()  # claims this process holds, by job id
         self._in_hand_lock = threading.Lock()
         self.deadlines = Watchdog()
+        self.cancellations = Cancellations(
+            lambda ids: self.db.read(lambda c: self.store.cancel_requested(c, ids)),
+            interval=settings.cancel_check_interval,
+            executor=lambda: self.executor,
+        )
         self.spool = Spool(settings.resolved_home() / "spool")
         self.availability = Availability(
             {"database": db.ping}, default=self._executor_available, worker_id=self.worker_id
@@ -141,6 +149,7 @@ class SchedulerService(DirectExecution, Dispatching):
             )
             return
         self.plugins.stop(timeout=10)
+        self.cancellations.close()
         close_executor = getattr(self.executor, "close", None)
         if close_executor is not None:
             close_executor()
@@ -215,11 +224,14 @@ class SchedulerService(DirectExecution, Dispatching):
         position: int | None = None,
         origin: JobOrigin | str = JobOrigin.QUEUE,
         timeout_seconds: float | None = None,
+        external_id: str | None = None,
     ) -> Job:
         """Queue one job; it runs when it is first in line and its resource has a slot.
 
         `timeout_seconds`: this job's execution deadline (default: its type's, else the
-        job_timeout_seconds setting).
+        job_timeout_seconds setting). `external_id`: the job's id in an orchestrator it
+        was submitted through (a Prefect flow run id); one job per id
+        (DuplicateExternalIdError).
         """
         spec = self.specs.build(
             job_type,
@@ -231,9 +243,22 @@ class SchedulerService(DirectExecution, Dispatching):
             not_before=not_before,
             timeout_seconds=timeout_seconds,
         )
-        (job,) = self.db.write(lambda c: self.store.insert_jobs(c, [spec], now=utcnow()))
-        self.signal.notify()
+        if external_id is not None:
+            check_text(external_id, name="external_id", limit=64)
+            spec = replace(spec, external_id=external_id)
+        try:
+            (job,) = self.db.write(lambda c: self.store.insert_jobs(c, [spec], now=utcnow()))
+        except IntegrityError as exc:
+            raise DuplicateExternalIdError(
+                f"a job with external id {external_id!r} exists already; find it with "
+                "job_by_external_id()"
+            ) from exc
+        self._queued([job])
         return job
+
+    def _queued(self, jobs: list[Job]) -> None:
+        self.signal.notify()
+        self.plugins.after_enqueue(jobs)
 
     def enqueue_jobs(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
         """Queue many jobs in one transaction: all are written or none."""
@@ -241,7 +266,7 @@ class SchedulerService(DirectExecution, Dispatching):
         if not specs:
             return []
         created = self.db.write(lambda c: self.store.insert_jobs(c, specs, now=utcnow()))
-        self.signal.notify()
+        self._queued(created)
         return created
 
     def create_job_group(
@@ -265,7 +290,7 @@ class SchedulerService(DirectExecution, Dispatching):
         group, members = self.db.write(
             lambda c: self.store.insert_group(c, name=name, specs=specs, now=utcnow())
         )
-        self.signal.notify()
+        self._queued(members)
         return group, members
 
     def update_job_params(self, job_id: int, params: Mapping[str, Any]) -> Job:
@@ -279,13 +304,15 @@ class SchedulerService(DirectExecution, Dispatching):
     # ------------------------------------------------------------------ cancelling
 
     def cancel_job(self, job_id: int) -> Job:
-        """Cancel a QUEUED job; a RUNNING job is never preempted (JobNotCancellableError)."""
+        """Cancel a job: a QUEUED job becomes CANCELLED and never runs; a RUNNING job is
+        stopped by its worker within seconds and ends CANCELLED (returned still RUNNING,
+        with `cancel_requested`); an ended job raises JobNotCancellableError."""
         job = self.db.write(lambda c: self.store.cancel_job(c, job_id, now=utcnow()))
         self.signal.notify()
         return job
 
     def cancel_job_group(self, group_id: int) -> JobGroup:
-        """Cancel queued members; a running member finishes, then the group is CANCELLED."""
+        """Cancel queued members and stop a running one; the group ends CANCELLED."""
         group = self.db.write(lambda c: self.store.cancel_group(c, group_id, now=utcnow()))
         self.signal.notify()
         return group
@@ -335,19 +362,43 @@ class SchedulerService(DirectExecution, Dispatching):
     # ------------------------------------------------------------------ retry
 
     def retry_run(self, run_id: int) -> Job:
-        """Manually retry a FAILED run: a new QUEUED job linked by retry_of, always allowed.
+        """Manually retry a FAILED or CANCELLED run: a new QUEUED job linked by retry_of,
+        always allowed.
 
         A group member's manual retry runs on its own, outside the group (rules/retry.py).
         """
         run = self.get_job_run(run_id)
         check_manual_retry(run)
+        return self.retry_job(run.job_id)
+
+    def retry_job(self, job_id: int, *, external_id: str | None = None) -> Job:
+        """Manually retry a FAILED or CANCELLED job (one cancelled while queued has no run);
+        `external_id` moves to the retry (the Prefect flow run a user retried)."""
 
         def tx(conn: Any) -> Job:
-            original = self.store.get_job(conn, run.job_id)
-            return self.store.insert_linked_job(
+            original = self.store.get_job(conn, job_id)
+            check_manual_job_retry(original)
+            retry = self.store.insert_linked_job(
                 conn, original, not_before=None, now=utcnow(), keep_group=False
             )
+            if external_id is not None:
+                self.store.set_external_id(conn, retry.job_id or 0, external_id)
+                retry = retry.model_copy(update={"external_id": external_id})
+            return retry
 
         job = self.db.write(tx)
-        self.signal.notify()
+        self._queued([job])
         return job
+
+    # ------------------------------------------------------------------ external ids
+
+    def job_by_external_id(self, external_id: str) -> Job | None:
+        return self.db.read(lambda c: self.store.job_by_external_id(c, external_id))
+
+    def set_external_id(self, job_id: int, external_id: str) -> bool:
+        """Record a job's external id; False if it has one already (another process gave
+        it first)."""
+        return self.db.write(lambda c: self.store.set_external_id(c, job_id, external_id))
+
+    def queued_without_external_id(self, limit: int = 100) -> list[Job]:
+        return self.db.read(lambda c: self.store.queued_without_external_id(c, limit))

@@ -34,6 +34,9 @@ class SchedulerSettings(BaseSettings):
     reservation_ttl: float = Field(
         default=60.0, gt=0, description="A direct reservation whose holder vanished expires."
     )
+    cancel_check_interval: float = Field(
+        default=1.0, gt=0, description="How often a busy worker looks for cancelled jobs."
+    )
     poll_interval: float = Field(
         default=0.5, gt=0, description="Fallback poll for work submitted by other processes."
     )

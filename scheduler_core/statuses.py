@@ -23,6 +23,7 @@ class JobRunStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
 
 
 class JobGroupStatus(StrEnum):
@@ -42,6 +43,7 @@ class JobOrigin(StrEnum):
     QUEUE = "queue"
     DIRECT = "direct"
     SCHEDULE = "schedule"
+    PREFECT = "prefect"  # a flow run created in Prefect (UI, API, deployment schedule)
 
 
 class ReservationStatus(StrEnum):

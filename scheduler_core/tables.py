@@ -62,6 +62,7 @@ class JobRecord(Job, table=True):
             sqlite_where=sa.text("group_id IS NOT NULL"),
             postgresql_where=sa.text("group_id IS NOT NULL"),
         ),
+        sa.Index("ix_job_external_id", "external_id", unique=True),
         sa.Index(
             "ix_job_retry_of",
             "retry_of",
@@ -73,6 +74,9 @@ class JobRecord(Job, table=True):
     params: dict[str, Any] = _json(dict)
     position: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
     timeout_seconds: float | None = Field(default=None, sa_type=Seconds)
+    cancel_requested: bool = Field(
+        default=False, nullable=False, sa_column_kwargs={"server_default": sa.false()}
+    )
     status: JobStatus = _status(JobStatus.QUEUED)
     origin: JobOrigin = _status(JobOrigin.QUEUE)
     not_before: datetime | None = _ts()
@@ -151,7 +155,7 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime = _ts(required=True)
 
 
-SCHEMA_VERSION = 2  # migrations.py brings older databases here
+SCHEMA_VERSION = 3  # migrations.py brings older databases here
 
 JOBS: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]

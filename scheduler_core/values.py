@@ -48,6 +48,11 @@ class Job(SQLModel):
     worker_id: str | None = Field(default=None, max_length=128)
     # The job's own execution deadline (None: its type's, else the setting).
     timeout_seconds: float | None = None
+    # Set when a user cancels the job while it RUNS: its worker stops it (cancellation.py).
+    cancel_requested: bool = False
+    # The job's identity in an orchestrator outside the scheduler (a Prefect flow run id):
+    # one job per external id, so a run submitted there is queued here once.
+    external_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -128,6 +133,7 @@ class JobSpec:
     position: int | None = None
     not_before: datetime | None = None
     timeout_seconds: float | None = None
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

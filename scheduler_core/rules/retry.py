@@ -44,11 +44,25 @@ def automatic_retry_at(
     return policy.next_run_at(attempt=job.attempt, max_retries=job.max_retries, now=now)
 
 
+RETRYABLE_RUNS = frozenset({JobRunStatus.FAILED, JobRunStatus.CANCELLED})
+RETRYABLE_JOBS = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
 def check_manual_retry(run: JobRun) -> None:
-    """A manual retry is allowed for a FAILED run, however many attempts came before."""
-    if run.status != JobRunStatus.FAILED:
+    """A manual retry is allowed for a FAILED or CANCELLED run, however many attempts
+    came before."""
+    if run.status not in RETRYABLE_RUNS:
         raise RunNotRetryableError(
-            f"run {run.run_id} is {run.status.value}: only a FAILED run can be retried"
+            f"run {run.run_id} is {run.status.value}: only a FAILED or CANCELLED run can be retried"
+        )
+
+
+def check_manual_job_retry(job: Job) -> None:
+    """A job retried as a whole (from Prefect, where a run cancelled while queued has no
+    run of ours): FAILED or CANCELLED."""
+    if job.status not in RETRYABLE_JOBS:
+        raise RunNotRetryableError(
+            f"job {job.job_id} is {job.status.value}: only a FAILED or CANCELLED job can be retried"
         )
 
 

@@ -38,6 +38,8 @@ class FinishStore(StoreBase):
 
         def get_group(self, conn: Connection, group_id: int) -> JobGroup: ...
 
+        def cancel_group(self, conn: Connection, group_id: int, *, now: datetime) -> JobGroup: ...
+
         def member_ended(
             self, conn: Connection, job: Job, *, group: JobGroup, retry: Job | None, now: datetime
         ) -> JobGroup: ...
@@ -81,7 +83,11 @@ class FinishStore(StoreBase):
             else self.insert_linked_job(conn, job, not_before=retry_at, now=now)
         )
         self.plugins.on_terminal_run_in_tx(conn, job, run)
-        if group is not None:
+        if job.status == JobStatus.FAILED:
+            self.plugins.on_retry_decided_in_tx(conn, job, retry)
+        if group is not None and job.status == JobStatus.CANCELLED:
+            group = self.cancel_group(conn, group.group_id or 0, now=now)  # the user's stop
+        elif group is not None:
             group = self.member_ended(conn, job, group=group, retry=retry, now=now)
         return Finish(job=job, run=run, retry=retry, group=group)
 

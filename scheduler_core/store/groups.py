@@ -155,7 +155,8 @@ class GroupsStore(StoreBase):
         return group
 
     def cancel_group(self, conn: Connection, group_id: int, *, now: datetime) -> JobGroup:
-        """Cancel the queued members; a running member finishes, then the group ends."""
+        """Cancel the queued members and mark a running one for its worker to stop; the
+        group ends CANCELLED once every member has ended."""
         group = self.get_group(conn, group_id)
         if group.status.is_terminal:
             return group
@@ -163,6 +164,11 @@ class GroupsStore(StoreBase):
             sa.update(J)
             .where(J.c.group_id == group_id, J.c.status == JobStatus.QUEUED.value)
             .values(status=JobStatus.CANCELLED.value, finished_at=now)
+        )
+        conn.execute(
+            sa.update(J)
+            .where(J.c.group_id == group_id, J.c.status == JobStatus.RUNNING.value)
+            .values(cancel_requested=True)
         )
         conn.execute(sa.update(G).where(G.c.group_id == group_id).values(cancel_requested=True))
         return self._finalize_if_done(conn, group_id, now=now)

@@ -50,6 +50,8 @@ JOB_INSERT_KEYS = (
     "created_at",
     "queued_at",
     "timeout_seconds",
+    "cancel_requested",
+    "external_id",
 )
 RUN_INSERT_KEYS = (
     "job_id",

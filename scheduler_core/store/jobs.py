@@ -66,6 +66,8 @@ class JobsStore(StoreBase):
                 "created_at": now,
                 "queued_at": now,
                 "timeout_seconds": s.timeout_seconds,
+                "cancel_requested": False,
+                "external_id": s.external_id,
             }
             for i, s in enumerate(specs)
         ]
@@ -144,19 +146,65 @@ class JobsStore(StoreBase):
         return rows.job(row)
 
     def cancel_job(self, conn: Connection, job_id: int, *, now: datetime) -> Job:
+        """A QUEUED job ends CANCELLED; a RUNNING one is marked for its worker to stop."""
         stmt = (
             sa.update(J)
-            .where(J.c.job_id == job_id, J.c.status == cancel.CANCELLABLE.value)
+            .where(J.c.job_id == job_id, J.c.status == JobStatus.QUEUED.value)
             .values(status=JobStatus.CANCELLED.value, finished_at=now)
             .returning(*J.c)
         )
         row = conn.execute(stmt).first()
         if row is None:
-            raise cancel.refusal(self.get_job(conn, job_id))
+            row = conn.execute(
+                sa.update(J)
+                .where(J.c.job_id == job_id, J.c.status == JobStatus.RUNNING.value)
+                .values(cancel_requested=True)
+                .returning(*J.c)
+            ).first()
+            if row is None:
+                raise cancel.refusal(self.get_job(conn, job_id))
+            return rows.job(row)
         job = rows.job(row)
         if job.group_id is not None:
             self.member_cancelled(conn, job, now=now)
         return job
+
+    def cancel_requested(self, conn: Connection, job_ids: Sequence[int]) -> list[int]:
+        """Which of these (RUNNING) jobs a user asked to cancel."""
+        return list(
+            conn.execute(
+                sa.select(J.c.job_id).where(J.c.job_id.in_(job_ids), J.c.cancel_requested.is_(True))
+            ).scalars()
+        )
+
+    def job_by_external_id(self, conn: Connection, external_id: str) -> Job | None:
+        row = conn.execute(sa.select(J).where(J.c.external_id == external_id)).first()
+        return None if row is None else rows.job(row)
+
+    def set_external_id(self, conn: Connection, job_id: int, external_id: str | None) -> bool:
+        """Give a job its external id (or move one to it); False if the job has one."""
+        if external_id is not None:
+            conn.execute(
+                sa.update(J)
+                .where(J.c.external_id == external_id, J.c.job_id != job_id)
+                .values(external_id=None)
+            )
+        done = conn.execute(
+            sa.update(J)
+            .where(J.c.job_id == job_id, J.c.external_id.is_(None))
+            .values(external_id=external_id)
+        ).rowcount
+        return bool(done)
+
+    def queued_without_external_id(self, conn: Connection, limit: int) -> list[Job]:
+        """Queued jobs not yet known outside, in dispatch order."""
+        stmt = (
+            sa.select(J)
+            .where(J.c.status == JobStatus.QUEUED.value, J.c.external_id.is_(None))
+            .order_by(*dispatch_order())
+            .limit(limit)
+        )
+        return [rows.job(r) for r in conn.execute(stmt)]
 
     if TYPE_CHECKING:  # GroupsStore
 

@@ -13,7 +13,7 @@ from scheduler_core.representation import group_to_dict, iso, run_to_dict
 from scheduler_core.values import Job, JobGroup, JobRun, utcnow
 from scheduler_core.webhooks.errors import UnknownWebhookEventError
 
-RUN_EVENTS = ("job.run.completed", "job.run.failed", "job.run.skipped")
+RUN_EVENTS = ("job.run.completed", "job.run.failed", "job.run.skipped", "job.run.cancelled")
 GROUP_EVENTS = (
     "job.group.completed",
     "job.group.partial",

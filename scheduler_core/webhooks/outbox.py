@@ -55,7 +55,7 @@ class WebhooksPlugin(Plugin):
     def on_group_end_in_tx(self, conn: Connection, group: JobGroup) -> None:
         _write(conn, lambda: group_event(group), group_event_type(group))
 
-    def after_write(self, conn: Connection) -> None:
+    def after_write(self, conn: Connection, committed: bool) -> None:
         if conn.info.pop(_WAKE, False):
             self.sender.wake()  # a rolled-back transaction wakes it too: it finds nothing
 

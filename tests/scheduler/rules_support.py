@@ -8,6 +8,7 @@ helpers start the real worker and reservation-holder processes for crash tests.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ class GateHandler:
             attempt = self._attempts[name]
             self.started.append(name)
         self._event(self._started_events, name).set()
-        if params.get("block") and not self._gate(name).wait(60):
+        if params.get("block") and not _wait_in_slices(self._gate(name), 60):
             raise RuntimeError(f"gate of {name} was never released")
         with self._lock:
             self.finished.append(name)
@@ -94,6 +95,16 @@ class GateHandler:
         if fail < 0 or attempt <= fail:
             raise RuntimeError(f"injected failure of {name} on attempt {attempt}")
         return [f"artifacts/{name}-{attempt}.txt"]
+
+
+def _wait_in_slices(gate: threading.Event, timeout: float) -> bool:
+    """Python code between short waits: a cancel (an exception raised in this thread)
+    lands within a slice, as in a handler that does work rather than one C call."""
+    deadline = time.monotonic() + timeout
+    while not gate.wait(0.05):
+        if time.monotonic() > deadline:
+            return False
+    return True
 
 
 def count_rows(svc: SchedulerService) -> dict[str, int]:

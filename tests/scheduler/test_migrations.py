@@ -9,7 +9,7 @@ from scheduler_core.tables import SCHEMA_VERSION
 from tests.conftest import TEST_SETTINGS
 
 
-def test_a_version_1_database_gains_the_job_deadline_column_and_keeps_its_jobs(
+def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
     db_url: str,
 ) -> None:
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
@@ -17,7 +17,9 @@ def test_a_version_1_database_gains_the_job_deadline_column_and_keeps_its_jobs(
         job = svc.enqueue_job("job", {"kept": True})
 
         def downgrade(conn: sa.Connection) -> None:  # the schema as release 1 wrote it
-            conn.execute(sa.text("ALTER TABLE job DROP COLUMN timeout_seconds"))
+            conn.execute(sa.text("DROP INDEX ix_job_external_id"))
+            for column in ("timeout_seconds", "cancel_requested", "external_id"):
+                conn.execute(sa.text(f"ALTER TABLE job DROP COLUMN {column}"))
             conn.execute(sa.text("DELETE FROM schema_version"))
             conn.execute(
                 sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"),
@@ -30,9 +32,11 @@ def test_a_version_1_database_gains_the_job_deadline_column_and_keeps_its_jobs(
         versions = svc.db.read(
             lambda c: [v for (v,) in c.execute(sa.text("SELECT version FROM schema_version"))]
         )
-        assert sorted(versions) == [1, SCHEMA_VERSION]
+        assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
         assert svc.get_job(job.job_id or 0).params == {"kept": True}
-        assert svc.get_job(job.job_id or 0).timeout_seconds is None
+        kept = svc.get_job(job.job_id or 0)
+        assert kept.timeout_seconds is None and kept.external_id is None
+        assert kept.cancel_requested is False
         svc.enqueue_job("job", timeout_seconds=5)
         assert [j.status for j in svc.list_jobs()] == [JobStatus.QUEUED] * 2
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:  # opening again: no-op
@@ -40,5 +44,5 @@ def test_a_version_1_database_gains_the_job_deadline_column_and_keeps_its_jobs(
             svc.db.read(
                 lambda c: c.execute(sa.text("SELECT COUNT(*) FROM schema_version")).scalar_one()
             )
-            == 2
+            == SCHEMA_VERSION
         )

@@ -1,4 +1,5 @@
-"""Cancellation: a QUEUED job never runs; running work is never preempted; groups."""
+"""Cancellation: a QUEUED job never runs; a RUNNING one is stopped by its worker and ends
+CANCELLED without a retry; groups."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from scheduler_core import (
     JobNotFoundError,
     JobRunStatus,
     JobStatus,
-    SchedulerError,
     SchedulerService,
 )
 from tests.scheduler.rules_support import (
@@ -38,24 +38,30 @@ def test_cancelled_queued_job_never_runs_and_has_no_run(
     assert jobs.get_job_run_for_job(job.job_id) is None
 
 
-def test_running_job_cannot_be_cancelled(jobs: SchedulerService, handler: GateHandler) -> None:
+def test_a_running_job_cancelled_is_stopped_and_ends_cancelled_without_a_retry(
+    jobs: SchedulerService, handler: GateHandler
+) -> None:
     job = jobs.enqueue_job("job", {"name": "busy", "block": True})
     thread, result = run_in_thread(jobs.dispatch_one)
     try:
         handler.wait_started("busy")
-        with pytest.raises(JobNotCancellableError) as info:
-            jobs.cancel_job(job.job_id)
-        message = str(info.value)
-        assert "RUNNING" in message and "preempt" in message
-        assert str(job.job_id) in message
-        assert isinstance(info.value, SchedulerError)
-        assert status_of(jobs, job) == JobStatus.RUNNING
+        marked = jobs.cancel_job(job.job_id)
+        assert marked.status == JobStatus.RUNNING and marked.cancel_requested
+        thread.join(10)  # stopped by the worker's next check, not by the gate
+        assert not thread.is_alive()
     finally:
         handler.release("busy")
         thread.join(10)
-    # The refused cancel did not interfere: the job ran to its end.
-    assert result[0][0].status == JobStatus.COMPLETED
-    assert run_of(jobs, job).status == JobRunStatus.COMPLETED
+    assert result[0][0].status == JobStatus.CANCELLED
+    run = run_of(jobs, job)
+    assert run.status == JobRunStatus.CANCELLED and run.finished_at is not None
+    assert "cancelled" in (run.error or "")
+    assert handler.finished == []  # the handler never got past its gate
+    assert jobs.get_retry_chain(job.job_id) == [jobs.get_job(job.job_id)]
+    with pytest.raises(JobNotCancellableError, match="already ended"):
+        jobs.cancel_job(job.job_id)
+    retry = jobs.retry_run(run.run_id)  # a cancelled run may be retried by hand
+    assert retry.retry_of == job.job_id and retry.status == JobStatus.QUEUED
 
 
 def test_cancelling_an_unknown_job_raises_not_found(jobs: SchedulerService) -> None:
@@ -63,7 +69,7 @@ def test_cancelling_an_unknown_job_raises_not_found(jobs: SchedulerService) -> N
         jobs.cancel_job(987654)
 
 
-def test_cancelling_a_group_cancels_queued_members_and_lets_the_running_one_finish(
+def test_cancelling_a_group_cancels_queued_members_and_stops_the_running_one(
     jobs: SchedulerService, handler: GateHandler
 ) -> None:
     group, members = jobs.create_job_group(
@@ -78,26 +84,49 @@ def test_cancelling_a_group_cancels_queued_members_and_lets_the_running_one_fini
     try:
         handler.wait_started("m0")
         returned = jobs.cancel_job_group(group.group_id)
-        # The running member is not preempted, so the group is not terminal yet.
+        # The running member stops at its worker's next check; the group ends then.
         assert returned.status == JobGroupStatus.RUNNING
         assert returned.finished_at is None
-        assert status_of(jobs, members[0]) == JobStatus.RUNNING
         assert status_of(jobs, members[1]) == JobStatus.CANCELLED
         assert status_of(jobs, members[2]) == JobStatus.CANCELLED
-        assert jobs.get_job_group(group.group_id).status == JobGroupStatus.RUNNING
+        thread.join(10)
+        assert not thread.is_alive()
     finally:
         handler.release("m0")
         thread.join(10)
-    assert status_of(jobs, members[0]) == JobStatus.COMPLETED
-    assert run_of(jobs, members[0]).status == JobRunStatus.COMPLETED
+    assert status_of(jobs, members[0]) == JobStatus.CANCELLED
+    assert run_of(jobs, members[0]).status == JobRunStatus.CANCELLED
     final = jobs.get_job_group(group.group_id)
     assert final.status == JobGroupStatus.CANCELLED
     assert final.finished_at is not None
     assert final.finished_at >= run_of(jobs, members[0]).finished_at
     assert drain(jobs) == 0
-    assert handler.started == ["m0"]
+    assert handler.started == ["m0"] and handler.finished == []
     assert jobs.get_job_run_for_job(members[1].job_id) is None
     assert jobs.get_job_run_for_job(members[2].job_id) is None
+
+
+def test_cancelling_a_running_member_ends_its_group_cancelled(
+    jobs: SchedulerService, handler: GateHandler
+) -> None:
+    group, members = jobs.create_job_group(
+        [
+            {"job_type": "job", "params": {"name": "m0", "block": True}},
+            {"job_type": "job", "params": {"name": "m1"}},
+        ]
+    )
+    thread, _ = run_in_thread(jobs.dispatch_one)
+    try:
+        handler.wait_started("m0")
+        jobs.cancel_job(members[0].job_id)
+        thread.join(10)
+    finally:
+        handler.release("m0")
+        thread.join(10)
+    assert status_of(jobs, members[0]) == JobStatus.CANCELLED
+    assert status_of(jobs, members[1]) == JobStatus.CANCELLED
+    assert jobs.get_job_group(group.group_id).status == JobGroupStatus.CANCELLED
+    assert drain(jobs) == 0 and handler.started == ["m0"]
 
 
 def test_cancelling_a_queued_group_cancels_it_at_once(
@@ -153,27 +182,3 @@ def test_cancelling_a_waiting_group_member_lets_the_member_after_it_run(
     wait_status(jobs, members[1], JobStatus.CANCELLED)
     final = jobs.get_job_group(group.group_id)
     assert final.status.is_terminal and final.finished_at is not None
-
-
-def test_running_member_of_a_cancelled_group_that_fails_is_not_retried(
-    jobs: SchedulerService, handler: GateHandler
-) -> None:
-    group, members = jobs.create_job_group(
-        [
-            {"job_type": "job", "params": {"name": "m0", "block": True, "fail": -1}},
-            {"job_type": "job", "params": {"name": "m1"}},
-        ]
-    )
-    thread, _ = run_in_thread(jobs.dispatch_one)
-    try:
-        handler.wait_started("m0")
-        jobs.cancel_job_group(group.group_id)
-    finally:
-        handler.release("m0")
-        thread.join(10)
-    assert status_of(jobs, members[0]) == JobStatus.FAILED
-    assert jobs.get_retry_chain(members[0].job_id) == [jobs.get_job(members[0].job_id)]
-    assert status_of(jobs, members[1]) == JobStatus.CANCELLED
-    assert jobs.get_job_group(group.group_id).status == JobGroupStatus.CANCELLED
-    assert drain(jobs) == 0
-    assert handler.started == ["m0"]

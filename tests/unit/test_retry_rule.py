@@ -143,13 +143,17 @@ def test_a_failed_run_may_be_retried_manually_however_many_attempts_came_before(
     check_manual_retry(make_run(status=JobRunStatus.FAILED))  # does not raise
 
 
-@pytest.mark.parametrize("status", [s for s in JobRunStatus if s != JobRunStatus.FAILED])
+@pytest.mark.parametrize(
+    "status", [s for s in JobRunStatus if s not in (JobRunStatus.FAILED, JobRunStatus.CANCELLED)]
+)
 def test_a_run_that_did_not_fail_cannot_be_retried_manually(
     status: JobRunStatus, make_run: MakeRun
 ) -> None:
     with pytest.raises(RunNotRetryableError) as raised:
         check_manual_retry(make_run(run_id=17, status=status))
-    assert str(raised.value) == (f"run 17 is {status.value}: only a FAILED run can be retried")
+    assert str(raised.value) == (
+        f"run 17 is {status.value}: only a FAILED or CANCELLED run can be retried"
+    )
 
 
 # --- retry_values -----------------------------------------------------------------------
