@@ -1,9 +1,13 @@
 """The Prefect executor: every job execution is one Prefect flow run.
 
-The flow run is created first (named after the job, tagged with its ids), its id is
-stored on the JobRun, then the flow runs on this executor's event loop. Async flows
-take the engine's async path; a synchronous flow call costs about a second more per
-job (it joins a heartbeat thread), so pipelines here are `async def`.
+The job's flow run is the one created when it was queued (prefect_jobs.py), or one a
+Prefect client created and the scheduler took in (control.py); it is created now if
+neither exists. The executor claims it (Pending: a second claimant is refused by the
+server), stores its id on the JobRun, then runs the flow on this executor's event loop.
+A cancelled job's coroutine is cancelled (the model call is abandoned), the outputs it
+wrote are removed and its flow run ends Cancelled. Async flows take the engine's async
+path; a synchronous flow call costs about a second more per job (it joins a heartbeat
+thread), so pipelines here are `async def`.
 
 The executor keeps one async and one sync Prefect client for its lifetime, opened on
 its loop and seen by everything that runs there (our calls, the flow engine, the
@@ -19,23 +23,27 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-import httpx
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import FlowRunCreate, GlobalConcurrencyLimitCreate
-from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_engine import run_flow_async, run_flow_sync
-from prefect.states import Crashed, Failed, Pending, to_state_create
+from prefect.states import Cancelled, Crashed, Failed, Pending
 
-from flows import prefect_faults
+from flows import events, prefect_faults
 from flows.guard import OLLAMA_LIMIT, lease_listener
+from flows.outputs import written_outputs
+from flows.prefect_jobs import Deployments, flow_run_name, flow_run_tags, queued_state
+from scheduler_core.cancellation import CANCELLED_ERROR
 from scheduler_core.deadlines import deadline_error
-from scheduler_core.errors import ConfigurationError, JobInterrupted
+from scheduler_core.errors import ConfigurationError, JobCancelled, JobInterrupted
 from scheduler_core.executor import (
     CallableExecutor,
     ExecutionContext,
@@ -50,6 +58,7 @@ from scheduler_core.plugins import Plugin
 from scheduler_core.registry import JobType, ResourceRule
 from scheduler_core.rules import faults
 from scheduler_core.service import SchedulerService
+from scheduler_core.statuses import JobRunStatus
 from scheduler_core.values import Claim, Finish, Outcome
 
 log = logging.getLogger("flows.executor")
@@ -57,29 +66,6 @@ T = TypeVar("T")
 
 PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 SIGNAL_CHECK_SECONDS = 0.25
-
-
-def flow_run_name(ctx: ExecutionContext) -> str:
-    return f"{ctx.job.job_type}-job-{ctx.job.job_id}-attempt-{ctx.job.attempt}"
-
-
-def flow_run_tags(ctx: ExecutionContext) -> list[str]:
-    """Tags that let the Prefect UI filter runs by job, type, attempt, chain and group."""
-    job = ctx.job
-    tags = [
-        "llmsched",
-        f"job:{job.job_id}",
-        f"type:{job.job_type}",
-        f"attempt:{job.attempt}",
-        f"priority:{job.priority}",
-        f"resource:{job.resource}",
-        f"origin:{job.origin.value}",
-    ]
-    if job.retry_of is not None:
-        tags.append(f"retry_of:{job.retry_of}")
-    if job.group_id is not None:
-        tags.append(f"group:{job.group_id}")
-    return tags
 
 
 class PrefectExecutor:
@@ -92,7 +78,10 @@ class PrefectExecutor:
         self._in_flight: set[concurrent.futures.Future[Any]] = set()
         self._interrupting = False
         self._named: dict[int, Flow[..., Any]] = {}
-        self._flow_ids: dict[str, UUID] = {}  # by flow name, as the server keys flows
+        self.deployments = Deployments()
+        self.sync: Any = None  # the PrefectSync plugin (install_prefect)
+        self._jobs: dict[int, asyncio.Task[Any]] = {}  # running flows' tasks, by job id
+        self._cancelled: set[int] = set()
         self._loop = asyncio.new_event_loop()
         self._clients: asyncio.Future[tuple[AsyncClientContext, SyncClientContext]] | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -102,11 +91,12 @@ class PrefectExecutor:
         )
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], *, job_id: int | None = None) -> T:
         """Run a coroutine on the executor's loop from any thread and wait for it; Prefect
         calls made in it use the executor's clients. If the waiting thread is interrupted
         (Ctrl-C, a deadline), the coroutine is cancelled too: it never runs on unseen."""
-        future = asyncio.run_coroutine_threadsafe(self._with_clients(coro), self._loop)
+        wrapped = self.with_clients(coro if job_id is None else self._tracked(coro, job_id))
+        future = asyncio.run_coroutine_threadsafe(wrapped, self._loop)
         with self._lock:
             self._in_flight.add(future)
         try:
@@ -119,6 +109,8 @@ class PrefectExecutor:
                     if future.done():
                         raise  # the coroutine's own TimeoutError
         except concurrent.futures.CancelledError:
+            if job_id is not None and job_id in self._cancelled:
+                raise JobCancelled(f"job {job_id} was cancelled") from None
             if self._interrupting:
                 raise JobInterrupted("the executor was interrupted") from None
             raise
@@ -128,6 +120,31 @@ class PrefectExecutor:
         finally:
             with self._lock:
                 self._in_flight.discard(future)
+                if job_id is not None:
+                    self._cancelled.discard(job_id)
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T], job_id: int) -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        self._jobs[job_id] = task
+        try:
+            return await coro
+        finally:
+            self._jobs.pop(job_id, None)
+
+    def cancel(self, job_id: int) -> None:
+        """A user cancelled this running job: cancel its flow's task; the job's call
+        returns once the flow has unwound, its outputs are removed and its flow run is
+        Cancelled (`_run_async`)."""
+        with self._lock:
+            self._cancelled.add(job_id)
+        task = self._jobs.get(job_id)
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
 
     def interrupt(self) -> None:
         """The worker is stopping before its jobs ended: cancel every running flow (its
@@ -156,9 +173,14 @@ class PrefectExecutor:
         with run_log(ctx, loggers=PREFECT_RUN_LOGGERS) as run_logger:
             try:
                 if asyncio.iscoroutinefunction(flow.fn):
-                    outcome = self.run(self._run_async(flow, ctx, run_logger))
+                    outcome = self.run(
+                        self._run_async(job_type.name, flow, ctx, run_logger),
+                        job_id=ctx.job.job_id,
+                    )
                 else:
-                    outcome = self._run_sync(flow, ctx, run_logger)
+                    outcome = self._run_sync(job_type.name, flow, ctx, run_logger)
+            except JobCancelled:
+                outcome = Outcome(status=JobRunStatus.CANCELLED, error=CANCELLED_ERROR)
             except Exception as exc:
                 if prefect_faults.is_api_fault(exc):
                     outcome = faults.interrupted(prefect_faults.DEPENDENCY, describe_error(exc))
@@ -179,15 +201,19 @@ class PrefectExecutor:
         return named
 
     async def _run_async(
-        self, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog
+        self, job_type: str, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog
     ) -> Outcome:
-        """Create, record and run the flow run in one visit to the loop (each visit from
-        the worker thread is a cross-thread hand-off)."""
-        flow_run = await self._create_flow_run(flow, ctx)
+        """Claim, record and run the job's flow run in one visit to the loop (each visit
+        from the worker thread is a cross-thread hand-off)."""
+        flow_run = await self._claim_flow_run(job_type, flow, ctx)
+        if flow_run is None:
+            return Outcome(status=JobRunStatus.CANCELLED, error="its flow run was cancelled")
         if ctx.callbacks is not None and ctx.run.run_id is not None:
             await asyncio.to_thread(ctx.callbacks.attach_flow_run, ctx.run.run_id, str(flow_run.id))
         run_logger.follow_flow_run(str(flow_run.id))
         lease_listener.set(_lease_recorder(ctx))  # this task's own context: no reset needed
+        outputs: list[Path] = []
+        written_outputs.set(outputs)
         try:
             async with asyncio.timeout(ctx.timeout_seconds):
                 state = await run_flow_async(
@@ -199,6 +225,14 @@ class PrefectExecutor:
             outcome = await _outcome_of(state)
         except TimeoutError:
             return await self._past_deadline(flow_run.id, ctx.timeout_seconds or 0)
+        except asyncio.CancelledError:
+            if ctx.job.job_id not in self._cancelled:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the cancel was ours and is handled here
+            await _after_cancel(flow_run.id, outputs)
+            return Outcome(status=JobRunStatus.CANCELLED, error=CANCELLED_ERROR)
         except Exception as exc:
             if not prefect_faults.is_api_fault(exc):
                 raise
@@ -206,6 +240,45 @@ class PrefectExecutor:
         if faults.requeues(outcome):
             self.zombies.add(flow_run.id)
         return outcome
+
+    async def _claim_flow_run(
+        self, job_type: str, flow: Flow[..., Any], ctx: ExecutionContext
+    ) -> FlowRun | None:
+        """The job's flow run, moved to Pending for this worker; None if a user cancelled
+        it in Prefect before it started."""
+        job = ctx.job
+        async with get_client() as client:
+            flow_run = await _read_run(client, job.external_id)
+            if flow_run is not None and flow_run.state is not None:
+                if flow_run.state.type in (StateType.CANCELLED, StateType.CANCELLING):
+                    await client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
+                    return None
+                if flow_run.state.type != StateType.SCHEDULED:  # a handed-back attempt's
+                    await client.set_flow_run_state(flow_run.id, queued_state(), force=True)
+                if flow_run.name != flow_run_name(job):  # retried from the UI
+                    await client.update_flow_run(
+                        flow_run.id, name=flow_run_name(job), tags=flow_run_tags(job)
+                    )
+            else:
+                flow_run = await self.deployments.create_run(client, job, flow)
+                given = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
+                if given not in (None, str(flow_run.id)):  # created for it meanwhile
+                    await client.delete_flow_run(flow_run.id)
+                    flow_run = await client.read_flow_run(UUID(given))
+            claimed: Any = await client.set_flow_run_state(flow_run.id, Pending())
+            if claimed.status != SetStateStatus.ACCEPT:  # taken by someone else: a new one
+                log.warning(
+                    "action=flow_run_taken job_id=%s flow_run_id=%s", job.job_id, flow_run.id
+                )
+                flow_run = await self.deployments.create_run(client, job, flow)
+                await client.set_flow_run_state(flow_run.id, Pending())
+            flow_run = await client.read_flow_run(flow_run.id)
+        events.job_event(
+            "started",
+            job.model_copy(update={"external_id": str(flow_run.id)}),
+            deployment_id=str(flow_run.deployment_id) if flow_run.deployment_id else None,
+        )
+        return flow_run
 
     async def _past_deadline(self, flow_run_id: UUID, seconds: float) -> Outcome:
         """The flow was cancelled at the job's deadline: its flow run ends Failed."""
@@ -231,8 +304,12 @@ class PrefectExecutor:
             self.run(crash())
         return True
 
-    def _run_sync(self, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog) -> Outcome:
-        flow_run = self.run(self._create_flow_run(flow, ctx))
+    def _run_sync(
+        self, job_type: str, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog
+    ) -> Outcome:
+        flow_run = self.run(self._claim_flow_run(job_type, flow, ctx))
+        if flow_run is None:
+            return Outcome(status=JobRunStatus.CANCELLED, error="its flow run was cancelled")
         if ctx.callbacks is not None and ctx.run.run_id is not None:
             ctx.callbacks.attach_flow_run(ctx.run.run_id, str(flow_run.id))
         run_logger.follow_flow_run(str(flow_run.id))
@@ -253,31 +330,9 @@ class PrefectExecutor:
             lease_listener.reset(tokens[0])
         return self.run(_outcome_of(state))
 
-    async def _create_flow_run(self, flow: Flow[..., Any], ctx: ExecutionContext) -> FlowRun:
-        """Create the job's flow run: one API call once the flow's id is known (Prefect's
-        `create_flow_run` upserts the flow first, one more server write per run)."""
-        name, tags = flow_run_name(ctx), flow_run_tags(ctx)
-        parameters = flow.serialize_parameters(dict(ctx.job.params))
-        async with get_client() as client:
-            flow_id = self._flow_ids.get(flow.name)
-            if flow_id is not None:
-                try:
-                    return await _create_run_of_flow(
-                        client, flow_id, flow, name=name, parameters=parameters, tags=tags
-                    )
-                except httpx.HTTPStatusError as exc:
-                    if exc.response.status_code not in (404, 409):
-                        raise
-                    del self._flow_ids[flow.name]  # deleted on the server: upsert it again
-            flow_run = await client.create_flow_run(
-                flow, name=name, parameters=parameters, tags=tags
-            )
-        self._flow_ids[flow.name] = flow_run.flow_id
-        return flow_run
-
     # ------------------------------------------------------------------ shared clients
 
-    async def _with_clients(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def with_clients(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await `coro` with the executor's clients as this task's Prefect client contexts,
         where `get_client()` and the flow engine look before building new clients."""
         try:
@@ -323,34 +378,33 @@ class PrefectExecutor:
             await self._keeper
 
 
-async def _create_run_of_flow(
-    client: PrefectClient,
-    flow_id: UUID,
-    flow: Flow[..., Any],
-    *,
-    name: str,
-    parameters: dict[str, Any],
-    tags: list[str],
-) -> FlowRun:
-    """What `PrefectClient.create_flow_run` sends after its flow upsert, for a known flow."""
-    create = FlowRunCreate(
-        flow_id=flow_id,
-        flow_version=flow.version,
-        name=name,
-        parameters=parameters,
-        context={},
-        tags=tags,
-        state=to_state_create(Pending()),
-        empirical_policy=FlowRunPolicy(
-            retries=flow.retries, retry_delay=int(flow.retry_delay_seconds or 0)
-        ),
-    )
-    response = await client.request(
-        "POST", "/flow_runs/", json=create.model_dump(mode="json", exclude_unset=True)
-    )
-    flow_run = FlowRun.model_validate(response.json())
-    flow_run.parameters = parameters
-    return flow_run
+async def _read_run(client: PrefectClient, flow_run_id: str | None) -> FlowRun | None:
+    if flow_run_id is None:
+        return None
+    try:
+        return await client.read_flow_run(UUID(flow_run_id))
+    except ObjectNotFound:  # deleted in Prefect: the job gets a new one
+        return None
+
+
+def _record_external_id(ctx: ExecutionContext, flow_run_id: str) -> str | None:
+    """The job's flow run id once this one is recorded (another, if it was given first)."""
+    if ctx.callbacks is None or ctx.job.job_id is None:
+        return None
+    return ctx.callbacks.set_external_id(ctx.job.job_id, flow_run_id)
+
+
+async def _after_cancel(flow_run_id: UUID, outputs: list[Path]) -> None:
+    """A cancelled job leaves no partial output, and its flow run ends Cancelled."""
+    for path in outputs:
+        path.unlink(missing_ok=True)
+    try:
+        async with get_client() as client:
+            await client.set_flow_run_state(
+                flow_run_id, Cancelled(message=CANCELLED_ERROR), force=True
+            )
+    except Exception as exc:
+        log.warning("action=cancel_flow_run_failed flow_run_id=%s error=%s", flow_run_id, exc)
 
 
 async def _outcome_of(state: Any) -> Outcome:
@@ -389,9 +443,14 @@ def register_flow(
 
 
 def install_prefect(svc: SchedulerService) -> PrefectExecutor:
-    """Run this service's jobs as Prefect flow runs, and clean up after crashed ones."""
+    """Run this service's jobs as Prefect flow runs, keep Prefect in step (flow runs for
+    queued jobs, events), and clean up after crashed ones."""
+    from flows.prefect_sync import PrefectSync
+
     executor = PrefectExecutor()
     svc.executor = executor
+    executor.sync = PrefectSync(svc, executor)
+    svc.add_plugin(executor.sync)
     svc.add_plugin(CrashCleanup(svc, executor))
     return executor
 

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.guard import ollama_slot
 from flows.llm import Completion, Message, acomplete, resolve_model
+from flows.outputs import note_output
 
 DEFAULT_HOME = "~/.llmsched"
 SLUG_LENGTH = 40
@@ -51,6 +52,7 @@ def write_output(directory: Path, *, kind: str, about: str, suffix: str, text: s
     """Write under a fresh `<kind>-<slug of about>-<short-id>` name; exclusive, so no run
     overwrites another's output."""
     path = directory / f"{kind}-{slugify(about)}-{uuid.uuid4().hex[:8]}.{suffix}"
+    note_output(path)  # before writing: a cancel mid-write removes what was written
     with path.open("x", encoding="utf-8") as file:
         file.write(text)
     return path

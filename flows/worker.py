@@ -15,6 +15,7 @@ from types import FrameType
 
 from prefect.settings import PREFECT_API_URL
 
+from flows.control import PrefectControl
 from flows.executor import ensure_ollama_limit
 from flows.pipelines import install_pipelines
 from scheduler_core.service import SchedulerService
@@ -26,6 +27,9 @@ def run_worker(svc: SchedulerService, *, slots: int, drain_timeout: float) -> in
     """Serve until SIGTERM/SIGINT; returns 0 after a clean drain, 1 if jobs were cut off."""
     executor = install_pipelines(svc)
     executor.run(ensure_ollama_limit())
+    control = PrefectControl(svc, executor, executor.sync)
+    svc.add_plugin(control)
+    control.first_look()  # a pool paused in Prefect holds claims from the very start
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -32,6 +32,10 @@ class Availability:
         self._streak: dict[str, int] = {}  # faults soon after resuming, in a row
         self._lock = threading.Lock()
 
+    def add_probe(self, dependency: str, probe: Probe) -> None:
+        """How to tell that `dependency` (a plugin's) answers again after its fault."""
+        self._probes[dependency] = probe
+
     @property
     def paused(self) -> bool:
         with self._lock:

@@ -38,6 +38,9 @@ class Plugin:
     def on_retry_decided_in_tx(self, conn: Connection, job: Job, retry: Job | None) -> None:
         """A job FAILED: `retry` is its automatic retry, or None when none is left."""
 
+    def on_cancelled_in_tx(self, conn: Connection, job: Job) -> None:
+        """A QUEUED job was cancelled (it never ran and has no run)."""
+
     def after_write(self, conn: Connection, committed: bool) -> None:
         """A write transaction on `conn` ended, committed or rolled back."""
 
@@ -78,6 +81,10 @@ class Plugins(Plugin):
     def on_retry_decided_in_tx(self, conn: Connection, job: Job, retry: Job | None) -> None:
         for plugin in self._plugins:
             plugin.on_retry_decided_in_tx(conn, job, retry)
+
+    def on_cancelled_in_tx(self, conn: Connection, job: Job) -> None:
+        for plugin in self._plugins:
+            plugin.on_cancelled_in_tx(conn, job)
 
     def after_write(self, conn: Connection, committed: bool) -> None:
         for plugin in self._plugins:

@@ -4,7 +4,7 @@ narrow interface, never the whole service."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from scheduler_core.database import Database
 from scheduler_core.store import Store
@@ -14,6 +14,10 @@ from scheduler_core.values import utcnow
 class RunCallbacks(Protocol):
     def attach_flow_run(self, run_id: int, flow_run_id: str) -> None:
         """Record which flow run executes a RUNNING job run (once)."""
+
+    def set_external_id(self, job_id: int, external_id: str) -> str | None:
+        """Record the job's id in the orchestrator that runs it (its flow run), unless it
+        has one already; the id it has."""
 
     def record_lease(self, run_id: int, *, name: str, lease_id: str) -> None:
         """Remember an external concurrency lease the run holds, for crash recovery."""
@@ -31,6 +35,13 @@ class RunRecords:
 
     def attach_flow_run(self, run_id: int, flow_run_id: str) -> None:
         self._db.write(lambda c: self._store.set_flow_run_id(c, run_id, flow_run_id))
+
+    def set_external_id(self, job_id: int, external_id: str) -> str | None:
+        def tx(conn: Any) -> str | None:
+            self._store.set_external_id(conn, job_id, external_id)
+            return self._store.get_job(conn, job_id).external_id
+
+        return self._db.write(tx)
 
     def record_lease(self, run_id: int, *, name: str, lease_id: str) -> None:
         self._db.write(

@@ -230,7 +230,7 @@ def group_cancel(
     cancelled = sum(m.status.value == "CANCELLED" for m in members)
     line = f"group {group_id}: {cancelled} member(s) cancelled"
     if running:
-        line += f"; job {running[0]} is running and finishes first, then the group is CANCELLED"
+        line += f"; job {running[0]} is running and is being stopped, then the group is CANCELLED"
     else:
         line += f"; group is {group.status.value}"
     echo(line)

@@ -216,7 +216,8 @@ def cancel(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel a QUEUED job (running work is never preempted: that is refused)."""
+    """Cancel a job: a queued one never runs; a running one is stopped by its worker
+    within seconds (no retry). Its Prefect flow run ends Cancelled too."""
     from scheduler_core.representation import job_to_dict
 
     with service(db) as svc:
@@ -224,16 +225,20 @@ def cancel(
     if as_json:
         emit_json(job_to_dict(job))
         return
+    if job.status.value == "RUNNING":
+        echo(f"cancelling job {job.job_id}: its worker stops it within seconds")
+        return
     echo(f"cancelled job {job.job_id}")
 
 
 @app.command(rich_help_panel=PANEL)
 def retry(
-    run_id: Annotated[int, typer.Argument(help="The id of a FAILED run (see `show`).")],
+    run_id: Annotated[int, typer.Argument(help="The id of a FAILED or CANCELLED run.")],
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Manually retry a FAILED run: a new queued job linked to it; prints the new job id."""
+    """Manually retry a FAILED or CANCELLED run: a new queued job linked to it; prints the
+    new job id."""
     from scheduler_core.representation import job_to_dict
 
     with service(db) as svc:

@@ -160,11 +160,14 @@ class GroupsStore(StoreBase):
         group = self.get_group(conn, group_id)
         if group.status.is_terminal:
             return group
-        conn.execute(
+        cancelled = conn.execute(
             sa.update(J)
             .where(J.c.group_id == group_id, J.c.status == JobStatus.QUEUED.value)
             .values(status=JobStatus.CANCELLED.value, finished_at=now)
-        )
+            .returning(*J.c)
+        ).all()
+        for row in sorted(cancelled, key=lambda r: (r.sequence, r.job_id)):
+            self.plugins.on_cancelled_in_tx(conn, rows.job(row))
         conn.execute(
             sa.update(J)
             .where(J.c.group_id == group_id, J.c.status == JobStatus.RUNNING.value)

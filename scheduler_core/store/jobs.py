@@ -165,6 +165,7 @@ class JobsStore(StoreBase):
                 raise cancel.refusal(self.get_job(conn, job_id))
             return rows.job(row)
         job = rows.job(row)
+        self.plugins.on_cancelled_in_tx(conn, job)
         if job.group_id is not None:
             self.member_cancelled(conn, job, now=now)
         return job

@@ -81,6 +81,7 @@ def run_jobs(svc: SchedulerService, job_type: str, labels: list[str]) -> list[in
             [{"job_type": job_type, "params": {"label": x}} for x in labels]
         )
     ]
+    svc.executor.sync.stop(30)  # type: ignore[attr-defined]  # their flow runs are created
     for _ in ids:
         assert svc.dispatch_one() is not None
     return ids

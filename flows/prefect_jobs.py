@@ -1,0 +1,165 @@
+"""Jobs as flow runs of deployments on the `llmsched` work pool.
+
+Every job type that is a flow has a deployment `<flow name>/<pool>` on the work pool
+`llmsched` (LLMSCHED_WORK_POOL names another), e.g. `story-pipeline/llmsched`. A queued
+job's flow run is created when it is queued, in a Scheduled state named "Queued", so
+the Prefect UI lists the queue and offers Cancel and Retry. Only the scheduler starts
+these runs: the pool's type, `llmsched`, has no Prefect worker (`prefect worker start`
+refuses it), and its concurrency limit is 0, so the Prefect server hands no run of it
+to any Prefect worker that is forced onto it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect import Flow
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.objects import FlowRun, WorkPool
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.states import Scheduled
+
+from scheduler_core.values import Job
+
+log = logging.getLogger("flows.prefect_jobs")
+
+POOL_TYPE = "llmsched"
+QUEUED = "Queued"
+"""The name of a queued job's Scheduled state; Prefect marks only runs named "Scheduled"
+late, and a run named so (or "Late") is one the scheduler has not taken in yet."""
+NEW_RUN_STATES = ("Scheduled", "Late")
+RETRY_STATE = "AwaitingRetry"  # what the UI's Retry button sets
+
+POOL_TEMPLATE: dict[str, Any] = {
+    "job_configuration": {"priority": "{{ priority }}"},
+    "variables": {
+        "type": "object",
+        "properties": {
+            "priority": {
+                "type": "integer",
+                "title": "Priority",
+                "description": "Higher runs first among queued jobs (llmsched).",
+                "default": 0,
+            }
+        },
+    },
+}
+
+
+def pool_name() -> str:
+    return os.environ.get("LLMSCHED_WORK_POOL", "llmsched")
+
+
+def flow_run_name(job: Job) -> str:
+    return f"{job.job_type}-job-{job.job_id}-attempt-{job.attempt}"
+
+
+def flow_run_tags(job: Job) -> list[str]:
+    """Tags that let the Prefect UI filter runs by job, type, attempt, chain and group."""
+    tags = [
+        "llmsched",
+        f"job:{job.job_id}",
+        f"type:{job.job_type}",
+        f"attempt:{job.attempt}",
+        f"priority:{job.priority}",
+        f"resource:{job.resource}",
+        f"origin:{job.origin.value}",
+    ]
+    if job.retry_of is not None:
+        tags.append(f"retry_of:{job.retry_of}")
+    if job.group_id is not None:
+        tags += [f"group:{job.group_id}", f"position:{(job.sequence or 0) + 1}"]
+    return tags
+
+
+def queued_state() -> Any:
+    return Scheduled(name=QUEUED, message="queued in the scheduler")
+
+
+async def ensure_pool(client: PrefectClient) -> WorkPool:
+    """The work pool, created if missing; its concurrency limit held at 0 (see above)."""
+    name = pool_name()
+    try:
+        pool = await client.read_work_pool(name)
+    except ObjectNotFound:
+        with contextlib.suppress(ObjectAlreadyExists):  # another process was first
+            await client.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type=POOL_TYPE,
+                    description="Runs of llmsched jobs; served by `llmsched worker` only.",
+                    base_job_template=POOL_TEMPLATE,
+                    concurrency_limit=0,
+                )
+            )
+        return await client.read_work_pool(name)
+    if pool.concurrency_limit != 0:
+        log.warning(
+            "action=pool_limit_reset pool=%s limit=%s: only the scheduler runs its flow runs",
+            name,
+            pool.concurrency_limit,
+        )
+        await client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=0))
+    return pool
+
+
+class Deployments:
+    """Each flow job type's deployment, created (or updated) once per process."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, UUID] = {}  # job type -> deployment id
+        self.job_types: dict[UUID, str] = {}  # deployment id -> job type
+
+    async def ensure(self, client: PrefectClient, job_type: str, flow: Flow[..., Any]) -> UUID:
+        known = self._ids.get(job_type)
+        if known is not None:
+            return known
+        await ensure_pool(client)
+        flow_id = await client.create_flow(flow)
+        deployment_id = await client.create_deployment(
+            flow_id=flow_id,
+            name=pool_name(),  # `story/llmsched`: one deployment per flow and pool
+            work_pool_name=pool_name(),
+            work_queue_name="default",
+            entrypoint=_entrypoint(flow),
+            tags=["llmsched", f"type:{job_type}"],
+            description=f"{job_type} jobs of the llmsched scheduler: runs start in its queue.",
+            parameter_openapi_schema=flow.parameters.model_dump_for_openapi(),
+            enforce_parameter_schema=True,
+        )
+        self._ids[job_type] = deployment_id
+        self.job_types[deployment_id] = job_type
+        return deployment_id
+
+    async def create_run(self, client: PrefectClient, job: Job, flow: Flow[..., Any]) -> FlowRun:
+        """The queued job's flow run: Scheduled ("Queued"), named and tagged after it."""
+        for attempt in (1, 2):
+            deployment_id = await self.ensure(client, job.job_type, flow)
+            try:
+                return await client.create_flow_run_from_deployment(
+                    deployment_id,
+                    parameters=flow.serialize_parameters(dict(job.params)),
+                    name=flow_run_name(job),
+                    tags=flow_run_tags(job),
+                    state=queued_state(),
+                )
+            except httpx.HTTPStatusError as exc:
+                if attempt == 2 or exc.response.status_code != 404:
+                    raise
+                self.forget(job.job_type)  # deleted on the server: deploy it again
+        raise AssertionError("unreachable")
+
+    def forget(self, job_type: str) -> None:
+        deployment_id = self._ids.pop(job_type, None)
+        self.job_types.pop(deployment_id, None)  # type: ignore[arg-type]
+
+
+def _entrypoint(flow: Flow[..., Any]) -> str:
+    module = flow.fn.__module__
+    return f"{module.replace('.', '/')}.py:{flow.fn.__name__}"
