@@ -17,6 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.context import AsyncClientContext
 
 import flows.executor
+import flows.prefect_sync
 from flows.executor import PrefectExecutor, install_prefect, register_flow
 from scheduler_core import JobRunStatus, JobStatus, SchedulerService
 from tests.conftest import wait_for
@@ -197,6 +198,8 @@ def test_a_failed_client_opening_fails_the_job_and_is_retried(
     open_service: Callable[..., SchedulerService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     svc = open_service(max_retries=0)  # the next job is the second one, not a retry
+    # The job's own opening fails, not the one that creates queued jobs' flow runs.
+    monkeypatch.setattr(flows.prefect_sync, "api_configured", lambda: False)
     install_prefect(svc)
     register_flow(svc, "probe", probe, resource="external")
     monkeypatch.setattr(_FailsOnce, "failures", 1)
