@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from prefect.events import emit_event
+from prefect.settings import PREFECT_API_URL
 
 from flows.prefect_jobs import flow_run_name
 from scheduler_core.values import Job, JobGroup, JobRun
@@ -29,6 +30,10 @@ JOB_EVENTS = (
     "skipped",
 )
 GROUP_EVENTS = ("completed", "partial", "failed", "cancelled")
+
+ENABLED = False
+"""Set by `llmsched worker`: a short command whose server is down would print Prefect's
+"failed with pending items" at exit, so only the long-running worker emits."""
 
 
 def job_event(
@@ -104,6 +109,8 @@ def group_event(group: JobGroup) -> None:
 def _emit(
     event: str, resource: dict[str, str], related: list[dict[str, str]], payload: dict[str, Any]
 ) -> None:
+    if not ENABLED or not PREFECT_API_URL.value():
+        return
     try:
         emit_event(event, resource=resource, related=related, payload=payload)
     except Exception as exc:

@@ -229,7 +229,7 @@ def test_retry_a_failed_run(cli: CLI, setup_svc: SchedulerService) -> None:
     )
     second = again.json()
     assert second["retry_of"] == failed.job_id and second["status"] == "QUEUED"
-    assert refused.code == 2 and "only a FAILED run can be retried" in refused.error
+    assert refused.code == 2 and "only a FAILED or CANCELLED run can be retried" in refused.error
     assert missing.code == 2 and missing.error == "error: job run 4242 does not exist"
     chain = setup_svc.get_retry_chain(failed.job_id or 0)
     assert [j.job_id for j in chain] == [failed.job_id, new_id, second["job_id"]]
