@@ -115,7 +115,7 @@ def meta(mode: str, rounds: int, total: float, prefect: PrefectServer) -> dict[s
         },
         "prefect_server": {
             "how": "`prefect server start` subprocess, temporary PREFECT_HOME, analytics off, "
-            "event persister and task-run recorder off (see bench/prefect_server.py)",
+            "every server service on, as a user runs it (see bench/prefect_server.py)",
             "startup_seconds": prefect.startup_seconds,
         },
     }

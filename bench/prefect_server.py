@@ -5,12 +5,9 @@ is made, which must happen before Prefect is imported: Prefect reads its setting
 from the environment at import, and threads that run flows (the executor's event
 loop) see only those import-time settings, exactly as in a user's worker process.
 
-The server runs on its default SQLite database, with two background services off, as
-in the tests' server: their batched writes (events, task runs) make a concurrent API
-write fail with "database is locked", which the server answers with a 503 and the
-Prefect client retries only after a 2 s back-off. Such a stall lands on whichever
-side's request hits the flush, more often on the faster one, and a few of them per
-round outweigh everything the Prefect rows measure.
+The server runs as `prefect server start` runs it for a user: its default SQLite
+database and every background service on (event persister, task-run recorder), so the
+Prefect rows measure what users get.
 """
 
 from __future__ import annotations
@@ -25,11 +22,6 @@ from pathlib import Path
 import httpx
 
 STARTUP_TIMEOUT = 120.0
-# Server services whose background writes collide with API writes on SQLite (see above).
-QUIET_SERVICES = {
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
-}
 
 
 def _free_port() -> int:
@@ -71,7 +63,7 @@ class PrefectServer:
         with log_path.open("wb") as log:
             self._server = subprocess.Popen(
                 [sys.executable, "-m", *command],
-                env={**os.environ, **QUIET_SERVICES},
+                env=dict(os.environ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ server was configured, or while it was down).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from prefect.client.schemas.filters import (
     WorkPoolFilterName,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelled, Failed
 from prefect.types._datetime import now as prefect_now
 
@@ -48,9 +50,13 @@ from flows.prefect_jobs import (
     pool_name,
     queued_state,
 )
-from scheduler_core.errors import DuplicateExternalIdError, SchedulerError
+from scheduler_core.errors import (
+    DuplicateExternalIdError,
+    JobNotCancellableError,
+    SchedulerError,
+)
 from scheduler_core.plugins import Plugin
-from scheduler_core.statuses import JobOrigin, JobStatus
+from scheduler_core.statuses import JobOrigin
 from scheduler_core.values import Job
 
 if TYPE_CHECKING:
@@ -64,7 +70,9 @@ CONTROL_INTERVAL = 1.0
 HEARTBEAT_SECONDS = 30.0
 CANCEL_LOOKBACK = timedelta(days=1)  # cancels made while no worker ran
 POOL_PAUSED = "prefect work pool"
-BATCH = 50
+BATCH = 50  # queued jobs given a flow run per pass
+PAGE = 200  # the server's largest page
+MAX_RUNS = 2000
 
 
 class PrefectControl(Plugin):
@@ -162,19 +170,19 @@ class PrefectControl(Plugin):
         )
         for flow_run in cancelling + cancelled:
             job = await asyncio.to_thread(self.svc.job_by_external_id, str(flow_run.id))
-            if job is not None and not job.status.is_terminal and not job.cancel_requested:
-                log.warning(
-                    "action=cancel_from_prefect job_id=%s flow_run_id=%s", job.job_id, flow_run.id
-                )
-                try:
-                    job = await asyncio.to_thread(self.svc.cancel_job, job.job_id or 0)
-                except SchedulerError:  # it ended meanwhile
-                    continue
-            if (
-                flow_run.state is not None
-                and flow_run.state.type == StateType.CANCELLING
-                and (job is None or job.status != JobStatus.RUNNING)
-            ):
+            if job is not None and not job.status.is_terminal:
+                if not job.cancel_requested:
+                    log.warning(
+                        "action=cancel_from_prefect job_id=%s flow_run_id=%s",
+                        job.job_id,
+                        flow_run.id,
+                    )
+                    # The job's end sets its run Cancelled (prefect_sync.py); if it ended
+                    # meanwhile, its run has the end it had.
+                    with contextlib.suppress(JobNotCancellableError):
+                        await asyncio.to_thread(self.svc.cancel_job, job.job_id or 0)
+            elif flow_run.state is not None and flow_run.state.type == StateType.CANCELLING:
+                # Nothing of ours runs it: its cancellation is complete.
                 await client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
 
     # ------------------------------------------------------------------ submissions, retries
@@ -247,11 +255,20 @@ class PrefectControl(Plugin):
             await self.sync.create_runs_now(flow_jobs)
 
     async def _runs(self, client: PrefectClient, flow_runs: FlowRunFilter) -> list[FlowRun]:
-        return await client.read_flow_runs(
-            flow_run_filter=flow_runs,
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool_name()])),
-            limit=BATCH,
-        )
+        """Every matching run of the pool, page by page (at most `MAX_RUNS` a pass)."""
+        found: list[FlowRun] = []
+        while len(found) < MAX_RUNS:
+            page = await client.read_flow_runs(
+                flow_run_filter=flow_runs,
+                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool_name()])),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=PAGE,
+                offset=len(found),
+            )
+            found += page
+            if len(page) < PAGE:
+                break
+        return found
 
 
 def submitted_priority(flow_run: FlowRun) -> int:

@@ -3,21 +3,20 @@
 
 A job's event has the job as its resource (`llmsched.job.<id>`) and its flow run, its
 group and its deployment (when known) as related resources, so an Automation can match
-on any of them.
+on any of them. Events are built here and sent in batches through the process's Prefect
+client (`send`), beside the flow-run writes of the same change (prefect_sync.py): a
+failure is logged by us, not reported by a background service as the process exits.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from prefect.events import emit_event
-from prefect.settings import PREFECT_API_URL
+from prefect.client.orchestration import PrefectClient
+from prefect.events import Event
 
 from flows.prefect_jobs import flow_run_name
 from scheduler_core.values import Job, JobGroup, JobRun
-
-log = logging.getLogger("flows.events")
 
 JOB_EVENTS = (
     "queued",
@@ -31,10 +30,6 @@ JOB_EVENTS = (
 )
 GROUP_EVENTS = ("completed", "partial", "failed", "cancelled")
 
-ENABLED = False
-"""Set by `llmsched worker`: a short command whose server is down would print Prefect's
-"failed with pending items" at exit, so only the long-running worker emits."""
-
 
 def job_event(
     what: str,
@@ -43,8 +38,8 @@ def job_event(
     run: JobRun | None = None,
     retry: Job | None = None,
     deployment_id: str | None = None,
-) -> None:
-    """Emit `llmsched.job.<what>`; never raises (events are best effort)."""
+) -> Event:
+    """The event `llmsched.job.<what>` of `job`."""
     payload: dict[str, Any] = {
         "job_id": job.job_id,
         "job_type": job.job_type,
@@ -58,7 +53,7 @@ def job_event(
         payload |= {"run_id": run.run_id, "status": run.status.value, "error": run.error}
     if retry is not None:
         payload["retry_job_id"] = retry.job_id
-    related = []
+    related: list[Any] = []
     flow_run_id = (run.flow_run_id if run is not None else None) or job.external_id
     if flow_run_id:
         related.append(
@@ -81,37 +76,33 @@ def job_event(
                 "prefect.resource.role": "group",
             }
         )
-    _emit(
-        f"llmsched.job.{what}",
-        {
+    return Event(
+        event=f"llmsched.job.{what}",
+        resource={  # type: ignore[arg-type]  # validated into a Resource
             "prefect.resource.id": f"llmsched.job.{job.job_id}",
             "prefect.resource.name": flow_run_name(job),
             "llmsched.job-type": job.job_type,
         },
-        related,
-        payload,
+        related=related,
+        payload=payload,
     )
 
 
-def group_event(group: JobGroup) -> None:
-    """Emit `llmsched.group.<status>` for a group that ended."""
-    _emit(
-        f"llmsched.group.{group.status.value.lower()}",
-        {
+def group_event(group: JobGroup) -> Event:
+    """The event `llmsched.group.<status>` of a group that ended."""
+    return Event(
+        event=f"llmsched.group.{group.status.value.lower()}",
+        resource={  # type: ignore[arg-type]  # validated into a Resource
             "prefect.resource.id": f"llmsched.group.{group.group_id}",
             "prefect.resource.name": group.name or f"group {group.group_id}",
         },
-        [],
-        {"group_id": group.group_id, "name": group.name, "status": group.status.value},
+        payload={"group_id": group.group_id, "name": group.name, "status": group.status.value},
     )
 
 
-def _emit(
-    event: str, resource: dict[str, str], related: list[dict[str, str]], payload: dict[str, Any]
-) -> None:
-    if not ENABLED or not PREFECT_API_URL.value():
-        return
-    try:
-        emit_event(event, resource=resource, related=related, payload=payload)
-    except Exception as exc:
-        log.warning("action=emit_event_failed event=%s error=%s", event, exc)
+async def send(client: PrefectClient, events: list[Event]) -> None:
+    """One request for a batch of events (the server's `POST /events`)."""
+    if events:
+        await client.request(
+            "POST", "/events", json=[event.model_dump(mode="json") for event in events]
+        )

@@ -35,7 +35,7 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_engine import run_flow_async, run_flow_sync
-from prefect.states import Cancelled, Crashed, Failed, Pending
+from prefect.states import Crashed, Failed, Pending
 
 from flows import events, prefect_faults
 from flows.guard import OLLAMA_LIMIT, lease_listener
@@ -132,15 +132,18 @@ class PrefectExecutor:
         finally:
             self._jobs.pop(job_id, None)
 
-    def cancel(self, job_id: int) -> None:
-        """A user cancelled this running job: cancel its flow's task; the job's call
-        returns once the flow has unwound, its outputs are removed and its flow run is
-        Cancelled (`_run_async`)."""
+    def cancel(self, job_id: int) -> bool:
+        """A user cancelled this running job: cancel its flow's task (the job's call
+        returns once the flow has unwound and its outputs are removed: `_run_async`).
+        False when no flow task of it runs here (a plain function, a synchronous flow):
+        the scheduler then stops its thread (cancellation.py)."""
         with self._lock:
             self._cancelled.add(job_id)
         task = self._jobs.get(job_id)
-        if task is not None:
-            self._loop.call_soon_threadsafe(task.cancel)
+        if task is None:
+            return False
+        self._loop.call_soon_threadsafe(task.cancel)
+        return True
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -204,42 +207,50 @@ class PrefectExecutor:
         self, job_type: str, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog
     ) -> Outcome:
         """Claim, record and run the job's flow run in one visit to the loop (each visit
-        from the worker thread is a cross-thread hand-off)."""
-        flow_run = await self._claim_flow_run(job_type, flow, ctx)
-        if flow_run is None:
-            return Outcome(status=JobRunStatus.CANCELLED, error="its flow run was cancelled")
-        if ctx.callbacks is not None and ctx.run.run_id is not None:
-            await asyncio.to_thread(ctx.callbacks.attach_flow_run, ctx.run.run_id, str(flow_run.id))
-        run_logger.follow_flow_run(str(flow_run.id))
-        lease_listener.set(_lease_recorder(ctx))  # this task's own context: no reset needed
+        from the worker thread is a cross-thread hand-off), all within the job's deadline."""
+        flow_run: FlowRun | None = None
         outputs: list[Path] = []
-        written_outputs.set(outputs)
         try:
             async with asyncio.timeout(ctx.timeout_seconds):
+                flow_run = await self._claim_flow_run(job_type, flow, ctx)
+                if flow_run is None:
+                    return Outcome(
+                        status=JobRunStatus.CANCELLED, error="its flow run was cancelled"
+                    )
+                await self._attach(ctx, str(flow_run.id))
+                run_logger.follow_flow_run(str(flow_run.id))
+                lease_listener.set(_lease_recorder(ctx))  # this task's own context
+                written_outputs.set(outputs)
                 state = await run_flow_async(
                     self._job_named(flow),
-                    flow_run=flow_run,
+                    flow_run=_for_engine(flow_run),
                     parameters=dict(ctx.job.params),
                     return_type="state",
                 )
             outcome = await _outcome_of(state)
         except TimeoutError:
-            return await self._past_deadline(flow_run.id, ctx.timeout_seconds or 0)
+            return await self._past_deadline(ctx, flow_run, ctx.timeout_seconds or 0)
         except asyncio.CancelledError:
             if ctx.job.job_id not in self._cancelled:
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # the cancel was ours and is handled here
-            await _after_cancel(flow_run.id, outputs)
+            for path in outputs:  # a cancelled job leaves no partial output
+                path.unlink(missing_ok=True)
             return Outcome(status=JobRunStatus.CANCELLED, error=CANCELLED_ERROR)
         except Exception as exc:
             if not prefect_faults.is_api_fault(exc):
                 raise
             outcome = faults.interrupted(prefect_faults.DEPENDENCY, describe_error(exc))
-        if faults.requeues(outcome):
+        if faults.requeues(outcome) and flow_run is not None:
             self.zombies.add(flow_run.id)
         return outcome
+
+    @staticmethod
+    async def _attach(ctx: ExecutionContext, flow_run_id: str) -> None:
+        if ctx.callbacks is not None and ctx.run.run_id is not None:
+            await asyncio.to_thread(ctx.callbacks.attach_flow_run, ctx.run.run_id, flow_run_id)
 
     async def _claim_flow_run(
         self, job_type: str, flow: Flow[..., Any], ctx: ExecutionContext
@@ -251,43 +262,56 @@ class PrefectExecutor:
             flow_run = await _read_run(client, job.external_id)
             if flow_run is not None and flow_run.state is not None:
                 if flow_run.state.type in (StateType.CANCELLED, StateType.CANCELLING):
-                    await client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
-                    return None
+                    return None  # cancelled in Prefect just now: the job ends CANCELLED
                 if flow_run.state.type != StateType.SCHEDULED:  # a handed-back attempt's
                     await client.set_flow_run_state(flow_run.id, queued_state(), force=True)
                 if flow_run.name != flow_run_name(job):  # retried from the UI
                     await client.update_flow_run(
                         flow_run.id, name=flow_run_name(job), tags=flow_run_tags(job)
                     )
-            else:
-                flow_run = await self.deployments.create_run(client, job, flow)
-                given = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
-                if given not in (None, str(flow_run.id)):  # created for it meanwhile
-                    await client.delete_flow_run(flow_run.id)
-                    flow_run = await client.read_flow_run(UUID(given))
-            claimed: Any = await client.set_flow_run_state(flow_run.id, Pending())
-            if claimed.status != SetStateStatus.ACCEPT:  # taken by someone else: a new one
-                log.warning(
-                    "action=flow_run_taken job_id=%s flow_run_id=%s", job.job_id, flow_run.id
+                claimed: Any = await client.set_flow_run_state(flow_run.id, Pending())
+                if claimed.status != SetStateStatus.ACCEPT:
+                    log.warning(  # someone else started it: the job gets a run of its own
+                        "action=flow_run_taken job_id=%s flow_run_id=%s", job.job_id, flow_run.id
+                    )
+                    flow_run = None
+            if flow_run is None:
+                # Created claimed (Pending): one write less than creating it Queued.
+                flow_run = await self.deployments.create_run(client, job, flow, state=Pending())
+                previous = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
+                if previous is not None and previous != job.external_id:
+                    # Created for the queue a moment ago, by this process's background
+                    # sync: this claimed one replaces it.
+                    await client.delete_flow_run(UUID(previous))
+            # The engine reads the run again as it starts: no read of the Pending state here.
+        if self.sync is not None:
+            self.sync.publish(
+                events.job_event(
+                    "started",
+                    job.model_copy(update={"external_id": str(flow_run.id)}),
+                    deployment_id=str(flow_run.deployment_id) if flow_run.deployment_id else None,
                 )
-                flow_run = await self.deployments.create_run(client, job, flow)
-                await client.set_flow_run_state(flow_run.id, Pending())
-            flow_run = await client.read_flow_run(flow_run.id)
-        events.job_event(
-            "started",
-            job.model_copy(update={"external_id": str(flow_run.id)}),
-            deployment_id=str(flow_run.deployment_id) if flow_run.deployment_id else None,
-        )
+            )
         return flow_run
 
-    async def _past_deadline(self, flow_run_id: UUID, seconds: float) -> Outcome:
-        """The flow was cancelled at the job's deadline: its flow run ends Failed."""
+    async def _past_deadline(
+        self, ctx: ExecutionContext, flow_run: FlowRun | None, seconds: float
+    ) -> Outcome:
+        """The job's deadline passed (while its flow ran, or while its run was being
+        claimed): its flow run ends Failed, recorded on the JobRun."""
         message = deadline_error(seconds)
+        flow_run_id = str(flow_run.id) if flow_run is not None else ctx.job.external_id
+        if flow_run_id is None:
+            return failed(message)
         try:
+            if flow_run is None:
+                await self._attach(ctx, flow_run_id)
             async with get_client() as client:
-                await client.set_flow_run_state(flow_run_id, Failed(message=message), force=True)
+                await client.set_flow_run_state(
+                    UUID(flow_run_id), Failed(message=message), force=True
+                )
         except Exception:
-            self.zombies.add(flow_run_id)
+            self.zombies.add(UUID(flow_run_id))
         return failed(message)
 
     def available(self) -> bool:
@@ -321,7 +345,7 @@ class PrefectExecutor:
         try:
             state = run_flow_sync(
                 self._job_named(flow),
-                flow_run=flow_run,
+                flow_run=_for_engine(flow_run),
                 parameters=dict(ctx.job.params),
                 return_type="state",
             )
@@ -378,6 +402,16 @@ class PrefectExecutor:
             await self._keeper
 
 
+def _for_engine(flow_run: FlowRun) -> FlowRun:
+    """The flow run as the engine is given it: without its deployment. For a deployment's
+    run the engine starts a thread with its own event loop and a websocket to watch for
+    a suspension, and blocks the calling loop until that thread is ready and again
+    until it has joined: about 0.3 s per job, on the loop every flow of this worker
+    shares. Suspending (pause and exit for a Prefect worker to resume) is no part of a
+    scheduler job; the run on the server keeps its deployment."""
+    return flow_run.model_copy(update={"deployment_id": None})
+
+
 async def _read_run(client: PrefectClient, flow_run_id: str | None) -> FlowRun | None:
     if flow_run_id is None:
         return None
@@ -388,23 +422,10 @@ async def _read_run(client: PrefectClient, flow_run_id: str | None) -> FlowRun |
 
 
 def _record_external_id(ctx: ExecutionContext, flow_run_id: str) -> str | None:
-    """The job's flow run id once this one is recorded (another, if it was given first)."""
+    """Make `flow_run_id` the job's flow run; the one it had before, if any."""
     if ctx.callbacks is None or ctx.job.job_id is None:
         return None
     return ctx.callbacks.set_external_id(ctx.job.job_id, flow_run_id)
-
-
-async def _after_cancel(flow_run_id: UUID, outputs: list[Path]) -> None:
-    """A cancelled job leaves no partial output, and its flow run ends Cancelled."""
-    for path in outputs:
-        path.unlink(missing_ok=True)
-    try:
-        async with get_client() as client:
-            await client.set_flow_run_state(
-                flow_run_id, Cancelled(message=CANCELLED_ERROR), force=True
-            )
-    except Exception as exc:
-        log.warning("action=cancel_flow_run_failed flow_run_id=%s error=%s", flow_run_id, exc)
 
 
 async def _outcome_of(state: Any) -> Outcome:

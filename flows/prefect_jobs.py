@@ -11,6 +11,7 @@ to any Prefect worker that is forced onto it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -20,10 +21,10 @@ from uuid import UUID
 import httpx
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.client.schemas.objects import FlowRun, WorkPool
+from prefect.client.schemas.actions import FlowRunCreate, WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, WorkPool
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.states import Scheduled
+from prefect.states import Scheduled, to_state_create
 
 from scheduler_core.values import Job
 
@@ -114,12 +115,22 @@ class Deployments:
 
     def __init__(self) -> None:
         self._ids: dict[str, UUID] = {}  # job type -> deployment id
+        self._flow_ids: dict[str, UUID] = {}  # job type -> flow id
         self.job_types: dict[UUID, str] = {}  # deployment id -> job type
+        self._lock: asyncio.Lock | None = None  # made on the loop that uses it
 
     async def ensure(self, client: PrefectClient, job_type: str, flow: Flow[..., Any]) -> UUID:
         known = self._ids.get(job_type)
         if known is not None:
             return known
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:  # one creation, however many callers wait for it
+            known = self._ids.get(job_type)
+            if known is not None:
+                return known
+            return await self._deploy(client, job_type, flow)
+
+    async def _deploy(self, client: PrefectClient, job_type: str, flow: Flow[..., Any]) -> UUID:
         await ensure_pool(client)
         flow_id = await client.create_flow(flow)
         deployment_id = await client.create_deployment(
@@ -134,28 +145,50 @@ class Deployments:
             enforce_parameter_schema=True,
         )
         self._ids[job_type] = deployment_id
+        self._flow_ids[job_type] = flow_id
         self.job_types[deployment_id] = job_type
         return deployment_id
 
-    async def create_run(self, client: PrefectClient, job: Job, flow: Flow[..., Any]) -> FlowRun:
-        """The queued job's flow run: Scheduled ("Queued"), named and tagged after it."""
+    async def create_run(
+        self, client: PrefectClient, job: Job, flow: Flow[..., Any], *, state: Any = None
+    ) -> FlowRun:
+        """The job's flow run, named and tagged after it, in its deployment's queue:
+        Scheduled ("Queued") unless another `state` is given.
+
+        Created with `POST /flow_runs/`, as a flow call creates its run, rather than the
+        deployment's `create_flow_run`, which validates parameters and job variables
+        first: on the server's default SQLite database, the longer a request reads
+        before it writes, the likelier a busy server refuses the write ("database is
+        locked", a 503 the client retries after 2 s). Our params were checked at enqueue.
+        """
         for attempt in (1, 2):
             deployment_id = await self.ensure(client, job.job_type, flow)
+            create = FlowRunCreate(
+                flow_id=self._flow_ids[job.job_type],
+                deployment_id=deployment_id,
+                flow_version=flow.version,
+                name=flow_run_name(job),
+                parameters=flow.serialize_parameters(dict(job.params)),
+                tags=flow_run_tags(job),
+                state=to_state_create(state or queued_state()),
+                work_pool_name=pool_name(),
+                work_queue_name="default",
+                empirical_policy=FlowRunPolicy(retries=0, retry_delay=0),
+            )
             try:
-                return await client.create_flow_run_from_deployment(
-                    deployment_id,
-                    parameters=flow.serialize_parameters(dict(job.params)),
-                    name=flow_run_name(job),
-                    tags=flow_run_tags(job),
-                    state=queued_state(),
+                response = await client.request(
+                    "POST", "/flow_runs/", json=create.model_dump(mode="json", exclude_unset=True)
                 )
             except httpx.HTTPStatusError as exc:
-                if attempt == 2 or exc.response.status_code != 404:
+                if attempt == 2 or exc.response.status_code not in (404, 409):
                     raise
                 self.forget(job.job_type)  # deleted on the server: deploy it again
+                continue
+            return FlowRun.model_validate(response.json())
         raise AssertionError("unreachable")
 
     def forget(self, job_type: str) -> None:
+        self._flow_ids.pop(job_type, None)
         deployment_id = self._ids.pop(job_type, None)
         self.job_types.pop(deployment_id, None)  # type: ignore[arg-type]
 

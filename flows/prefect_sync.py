@@ -19,13 +19,14 @@ from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
+from prefect.events import Event
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled
 
-from flows import events
+from flows import events, group_artifact
 from flows.prefect_jobs import Deployments
 from scheduler_core.plugins import Plugin
-from scheduler_core.statuses import JobRunStatus
+from scheduler_core.statuses import JobRunStatus, JobStatus
 from scheduler_core.values import Job, JobGroup, JobRun
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("flows.prefect_sync")
 
 _NOTES = "llmsched_prefect_notes"
-SKIPPED_STATE = "Skipped"
+_ENDED_HERE = {JobRunStatus.CANCELLED: "Cancelled", JobRunStatus.SKIPPED: "Skipped"}
+"""Run ends the flow engine does not set: a stopped flow, a member skipped unrun."""
+EVENT_BATCH_SECONDS = 0.25
 
 
 class PrefectSync(Plugin):
@@ -46,14 +49,14 @@ class PrefectSync(Plugin):
         self.executor = executor
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._outbox: list[Event] = []  # events waiting for the next batch (on the loop)
+        self._flushing = False
 
     # ------------------------------------------------------------------ hooks
 
     def after_enqueue(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            events.job_event("queued", job)
         if api_configured():
-            self.create_runs([j for j in jobs if j.external_id is None])
+            self._submit(self._queued(jobs))
 
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         _note(conn, ("run", job, run))
@@ -69,54 +72,113 @@ class PrefectSync(Plugin):
 
     def after_write(self, conn: Connection, committed: bool) -> None:
         notes = conn.info.pop(_NOTES, None)
-        if not committed or not notes:
-            return
-        ended: list[tuple[str, str]] = []  # (flow run id, state name) Prefect cannot know
-        retries: list[Job] = []
-        for kind, subject, extra in notes:
-            if kind == "group":
-                events.group_event(subject)
-            elif kind == "cancelled":
-                events.job_event("cancelled", subject)
-                if subject.external_id:
-                    ended.append((subject.external_id, "Cancelled"))
-            elif kind == "retry":
-                events.job_event("retrying" if extra else "exhausted", subject, retry=extra)
-                if extra is not None:
-                    events.job_event("queued", extra)
-                    retries.append(extra)
-            else:
-                events.job_event(extra.status.value.lower(), subject, run=extra)
-                if extra.status == JobRunStatus.SKIPPED and subject.external_id:
-                    ended.append((subject.external_id, SKIPPED_STATE))
-        if ended and api_configured():
-            self._submit(_end_runs(ended))
-        if retries and api_configured():
-            self.create_runs(retries)
+        if committed and notes and api_configured():
+            self._submit(self._publish(notes))
 
     def stop(self, timeout: float) -> None:
         with self._lock:
             pending = list(self._pending)
         concurrent.futures.wait(pending, timeout=timeout)
 
-    # ------------------------------------------------------------------ flow runs
+    def publish(self, event: Event) -> None:
+        """Send one event in the background (the executor's `started`)."""
+        self._submit(self._send([event]))
 
-    def create_runs(self, jobs: list[Job]) -> None:
-        """Create the flow runs of these queued jobs, in the background."""
-        flow_jobs = [(j, f) for j in jobs if (f := self.flow_of(j.job_type)) is not None]
-        if flow_jobs:
-            self._submit(self.create_runs_now(flow_jobs))
+    # ------------------------------------------------------------------ in the background
 
-    async def create_runs_now(self, jobs: list[tuple[Job, Flow[..., Any]]]) -> None:
+    async def _queued(self, jobs: list[Job]) -> None:
+        """New jobs: their flow runs, then their `queued` events (naming those runs)."""
+        flow_jobs = [
+            (j, f) for j in jobs if j.external_id is None and (f := self.flow_of(j.job_type))
+        ]
+        created = dict(await self.create_runs_now(flow_jobs))
+        await self._send([events.job_event("queued", created.get(j.job_id or 0, j)) for j in jobs])
+
+    async def _publish(self, notes: list[tuple[str, Any, Any]]) -> None:
+        """What a committed change means in Prefect: events, the end states Prefect cannot
+        see, and flow runs for the automatic retries it queued."""
+        sent: list[Event] = []
+        ended: list[tuple[str, str]] = []  # (flow run id, name of its Cancelled state)
+        retries: list[Job] = []
+        for kind, subject, extra in notes:
+            if kind == "group":
+                sent.append(events.group_event(subject))
+            elif kind == "cancelled":  # while queued
+                sent.append(events.job_event("cancelled", subject))
+                if subject.external_id:
+                    ended.append((subject.external_id, "Cancelled"))
+            elif kind == "retry":
+                sent.append(
+                    events.job_event("retrying" if extra else "exhausted", subject, retry=extra)
+                )
+                if extra is not None:
+                    retries.append(extra)
+            else:
+                run: JobRun = extra
+                sent.append(events.job_event(run.status.value.lower(), subject, run=run))
+                flow_run_id = run.flow_run_id or subject.external_id
+                if run.status in _ENDED_HERE and flow_run_id:
+                    ended.append((flow_run_id, _ENDED_HERE[run.status]))
+        async with get_client() as client:
+            for flow_run_id, name in ended:
+                state: Any = Cancelled(name=name, message=f"{name.lower()} in the scheduler")
+                await client.set_flow_run_state(UUID(flow_run_id), state, force=True)
+        if retries:
+            await self._queued(retries)
+        await self._send(sent)
+        await self._groups(
+            {s.group_id for kind, s, _ in notes if kind != "group" and s.group_id is not None}
+            | {s.group_id for kind, s, _ in notes if kind == "group"}
+        )
+
+    async def _groups(self, group_ids: set[int]) -> None:
+        """Each changed group's artifact, written again from the database."""
+        for group_id in sorted(group_ids):
+            group, members = await asyncio.to_thread(self._group_state, group_id)
+            async with get_client() as client:
+                await group_artifact.publish(client, group, members)
+
+    def _group_state(self, group_id: int) -> tuple[JobGroup, list[tuple[Job, JobRun | None]]]:
+        group = self.svc.get_job_group(group_id)
+        members = self.svc.list_jobs(group_id=group_id)
+        return group, [(job, self.svc.get_job_run_for_job(job.job_id or 0)) for job in members]
+
+    async def _send(self, batch: list[Event]) -> None:
+        """Queue events for the next batch: one request per `EVENT_BATCH_SECONDS` at most,
+        however many jobs change (each request is a write on the server)."""
+        self._outbox += batch
+        if self._outbox and not self._flushing:
+            self._flushing = True
+            self._submit(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(EVENT_BATCH_SECONDS)
+        batch, self._outbox, self._flushing = self._outbox, [], False
+        async with get_client() as client:
+            await events.send(client, batch)
+
+    async def create_runs_now(
+        self, jobs: list[tuple[Job, Flow[..., Any]]]
+    ) -> list[tuple[int, Job]]:
+        """Create these queued jobs' flow runs; the jobs that got theirs, by id."""
         deployments: Deployments = self.executor.deployments
+        created: list[tuple[int, Job]] = []
         async with get_client() as client:
             for job, flow in jobs:
+                current = await asyncio.to_thread(self.svc.get_job, job.job_id or 0)
+                if current.external_id is not None or current.status != JobStatus.QUEUED:
+                    continue  # claimed meanwhile: its executor has created its run
                 flow_run = await deployments.create_run(client, job, flow)
                 given = await asyncio.to_thread(
                     self.svc.set_external_id, job.job_id or 0, str(flow_run.id)
                 )
                 if not given:  # another process gave it one first
                     await client.delete_flow_run(flow_run.id)
+                    continue
+                created.append(
+                    (job.job_id or 0, job.model_copy(update={"external_id": str(flow_run.id)}))
+                )
+        return created
 
     def flow_of(self, job_type: str) -> Flow[..., Any] | None:
         try:
@@ -148,13 +210,3 @@ def api_configured() -> bool:
 
 def _note(conn: Connection, note: tuple[str, Any, Any]) -> None:
     conn.info.setdefault(_NOTES, []).append(note)
-
-
-async def _end_runs(ended: list[tuple[str, str]]) -> None:
-    async with get_client() as client:
-        for flow_run_id, name in ended:
-            await client.set_flow_run_state(
-                UUID(flow_run_id),
-                Cancelled(name=name, message=f"{name.lower()} in the scheduler"),
-                force=True,
-            )

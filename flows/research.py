@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import prefect
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -22,7 +21,7 @@ class ResearchRequest:
     messages: list[Message]
 
 
-@task(name="build-research-prompt", tags=["prompt"], retries=0, cache_policy=NO_CACHE)
+@task(name="build-research-prompt", retries=0, cache_policy=NO_CACHE)
 def build_research_prompt(*, topic: str, tags: list[str] | None) -> ResearchRequest:
     """Check the parameters, then ask for the card's JSON template; the topic and tags are
     stamped on the card by the run, not left to the model."""
@@ -42,7 +41,7 @@ def build_research_prompt(*, topic: str, tags: list[str] | None) -> ResearchRequ
     return ResearchRequest(topic=topic, tags=clean_tags, messages=messages)
 
 
-@task(name="validate-card", tags=["validate"], retries=0, cache_policy=NO_CACHE)
+@task(name="validate-card", retries=0, cache_policy=NO_CACHE)
 def validate_card(completion: Completion, *, request: ResearchRequest, model: str) -> ResearchCard:
     """Hold the reply to the card schema; a failure names the field and the model."""
     card = parse_card(completion.json(), topic=request.topic, tags=request.tags, model=model)
@@ -50,7 +49,7 @@ def validate_card(completion: Completion, *, request: ResearchRequest, model: st
     return card
 
 
-@task(name="save-card", tags=["save"], retries=0, cache_policy=NO_CACHE)
+@task(name="save-card", retries=0, cache_policy=NO_CACHE)
 def save_card(card: ResearchCard, *, directory: Path) -> str:
     text = card.model_dump_json(indent=2) + "\n"
     path = write_output(directory, kind="research", about=card.topic, suffix="json", text=text)
@@ -72,24 +71,23 @@ async def research_pipeline(
 ) -> list[str]:
     """Write a research card on `topic`; returns the path of the saved JSON file."""
     logger = get_run_logger()
-    with prefect.tags("research"):
-        request = build_research_prompt(topic=topic, tags=tags)
-        directory = output_root(output_dir)
-        try:
-            completion = await call_model(model, request.messages, json_mode=True)
-        except LLMResponseError as exc:
-            # The LLM layer chains the decode error when a JSON-mode reply does not parse.
-            if isinstance(exc.__cause__, json.JSONDecodeError):
-                raise invalid_json(exc, model=model) from exc
-            raise
-        card = validate_card(completion, request=request, model=model)
-        path = save_card(card, directory=directory)
-        await publish_artifact(
-            kind="research",
-            about=card.topic,
-            markdown=_summary(card, path=path),
-            description=f"research card on {card.topic!r}",
-        )
+    request = build_research_prompt(topic=topic, tags=tags)
+    directory = output_root(output_dir)
+    try:
+        completion = await call_model(model, request.messages, json_mode=True)
+    except LLMResponseError as exc:
+        # The LLM layer chains the decode error when a JSON-mode reply does not parse.
+        if isinstance(exc.__cause__, json.JSONDecodeError):
+            raise invalid_json(exc, model=model) from exc
+        raise
+    card = validate_card(completion, request=request, model=model)
+    path = save_card(card, directory=directory)
+    await publish_artifact(
+        kind="research",
+        about=card.topic,
+        markdown=_summary(card, path=path),
+        description=f"research card on {card.topic!r}",
+    )
     logger.info("research pipeline wrote %s", path)
     return [path]
 

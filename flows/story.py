@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import prefect
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -45,7 +44,7 @@ class Story:
         return len(self.body.split())
 
 
-@task(name="build-story-prompt", tags=["prompt"], retries=0, cache_policy=NO_CACHE)
+@task(name="build-story-prompt", retries=0, cache_policy=NO_CACHE)
 def build_story_prompt(*, theme: str, genre: str, length: int) -> StoryRequest:
     """Check the parameters before any model time is spent, then write the prompt."""
     theme = require_text(theme, name="theme", example="a lighthouse keeper's last night")
@@ -67,7 +66,7 @@ def build_story_prompt(*, theme: str, genre: str, length: int) -> StoryRequest:
     return StoryRequest(theme=theme, genre=genre, length=length, messages=messages)
 
 
-@task(name="validate-story", tags=["validate"], retries=0, cache_policy=NO_CACHE)
+@task(name="validate-story", retries=0, cache_policy=NO_CACHE)
 def validate_story(text: str, *, request: StoryRequest, model: str) -> Story:
     """Drop the model's reasoning, take its title, and reject replies too short to be a story."""
     text = _OPEN_THOUGHT.sub("", _CLOSED_THOUGHT.sub("", text)).strip()
@@ -86,7 +85,7 @@ def validate_story(text: str, *, request: StoryRequest, model: str) -> Story:
     return story
 
 
-@task(name="save-story", tags=["save"], retries=0, cache_policy=NO_CACHE)
+@task(name="save-story", retries=0, cache_policy=NO_CACHE)
 def save_story(story: Story, *, request: StoryRequest, model: str, directory: Path) -> str:
     """Markdown with front matter, so the file alone tells what produced it."""
     front = {
@@ -119,25 +118,24 @@ async def story_pipeline(
 ) -> list[str]:
     """Write a story on `theme`; returns the path of the saved Markdown file."""
     logger = get_run_logger()
-    with prefect.tags("story"):
-        request = build_story_prompt(theme=theme, genre=genre, length=length)
-        directory = output_root(output_dir)
-        # Room for the story plus the reasoning some local models write first.
-        completion = await call_model(model, request.messages, max_tokens=2 * length + 2048)
-        if completion.finish_reason == "length":
-            raise LLMResponseError(
-                f"{model} did not finish the story within {2 * length + 2048} tokens (the "
-                f"reply was cut there, finish_reason 'length'); a {length}-word story needs "
-                "far fewer: retry, or use a model that follows the prompt"
-            )
-        story = validate_story(completion.text, request=request, model=model)
-        path = save_story(story, request=request, model=model, directory=directory)
-        await publish_artifact(
-            kind="story",
-            about=request.theme,
-            markdown=_summary(story, model=model, path=path),
-            description=f"{request.genre} story on {request.theme!r}",
+    request = build_story_prompt(theme=theme, genre=genre, length=length)
+    directory = output_root(output_dir)
+    # Room for the story plus the reasoning some local models write first.
+    completion = await call_model(model, request.messages, max_tokens=2 * length + 2048)
+    if completion.finish_reason == "length":
+        raise LLMResponseError(
+            f"{model} did not finish the story within {2 * length + 2048} tokens (the "
+            f"reply was cut there, finish_reason 'length'); a {length}-word story needs "
+            "far fewer: retry, or use a model that follows the prompt"
         )
+    story = validate_story(completion.text, request=request, model=model)
+    path = save_story(story, request=request, model=model, directory=directory)
+    await publish_artifact(
+        kind="story",
+        about=request.theme,
+        markdown=_summary(story, model=model, path=path),
+        description=f"{request.genre} story on {request.theme!r}",
+    )
     logger.info("story pipeline wrote %s", path)
     return [path]
 

@@ -16,6 +16,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.group_artifact import cell
 from flows.pipelines import install_pipelines
 from flows.tasks import slugify
 from scheduler_core.service import SchedulerService
@@ -59,11 +60,6 @@ def submit(
         )
         where = svc.db.engine.url.render_as_string(hide_password=True)
     return group, members, where
-
-
-def cell(value: Any) -> str:
-    """A value that cannot break its Markdown table row."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def summary(group: JobGroup, members: list[Job], *, database: str) -> str:

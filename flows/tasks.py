@@ -58,7 +58,7 @@ def write_output(directory: Path, *, kind: str, about: str, suffix: str, text: s
     return path
 
 
-@task(name="call-model", tags=["llm"], retries=0, cache_policy=NO_CACHE)
+@task(name="call-model", retries=0, cache_policy=NO_CACHE)
 async def call_model(
     model: str,
     messages: Sequence[Message],
@@ -86,7 +86,7 @@ async def call_model(
     return completion
 
 
-@task(name="publish-artifact", tags=["artifact"], retries=0, cache_policy=NO_CACHE)
+@task(name="publish-artifact", retries=0, cache_policy=NO_CACHE)
 async def publish_artifact(*, kind: str, about: str, markdown: str, description: str) -> str:
     """A Markdown summary in the Prefect UI under `<kind>-<slug of about>`; returns the key."""
     key = f"{kind}-{slugify(about)}"

@@ -15,7 +15,6 @@ from types import FrameType
 
 from prefect.settings import PREFECT_API_URL
 
-from flows import events
 from flows.control import PrefectControl
 from flows.executor import ensure_ollama_limit
 from flows.pipelines import install_pipelines
@@ -26,7 +25,6 @@ log = logging.getLogger("llmsched.worker")
 
 def run_worker(svc: SchedulerService, *, slots: int, drain_timeout: float) -> int:
     """Serve until SIGTERM/SIGINT; returns 0 after a clean drain, 1 if jobs were cut off."""
-    events.ENABLED = True
     executor = install_pipelines(svc)
     executor.run(ensure_ollama_limit())
     control = PrefectControl(svc, executor, executor.sync)

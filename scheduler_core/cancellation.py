@@ -3,10 +3,10 @@ jobs it asks the database, every `cancel_check_interval`, whether any of them go
 cancel request (from `cancel_job`, a group cancel, or a Prefect run cancelled by a
 user), stops those, and their end is recorded CANCELLED: no retry, no requeue.
 
-An executor with a `cancel(job_id)` method stops its own execution (the Prefect
-executor cancels the flow's coroutine, which abandons the model call). For any other
-executor `JobCancelled` is raised in the job's thread at its next Python instruction,
-as a deadline does (deadlines.py).
+An executor with a `cancel(job_id) -> bool` method stops its own execution when it can
+(the Prefect executor cancels a flow's coroutine, which abandons the model call). When
+it cannot, or has no such method, `JobCancelled` is raised in the job's thread at its
+next Python instruction, as a deadline does (deadlines.py).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Cancellations:
         self._lock = threading.Lock()
         self._running: dict[int, int] = {}  # job id -> the thread executing it
         self._requested: set[int] = set()
+        self._raised: set[int] = set()  # jobs whose thread got JobCancelled raised in it
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -59,7 +60,9 @@ class Cancellations:
             self._running.pop(job_id, None)
             cancelled = job_id in self._requested
             self._requested.discard(job_id)
-        if cancelled and self._stopper() is None:
+            raised = job_id in self._raised
+            self._raised.discard(job_id)
+        if raised:
             raise_in(threading.get_ident(), None)
         return cancelled
 
@@ -91,15 +94,14 @@ class Cancellations:
                 return
             self._requested.add(job_id)
         log.warning("action=cancel_running job_id=%s", job_id)
-        stopper = self._stopper()
-        if stopper is not None:
-            stopper(job_id)
-        else:
+        stopper: Callable[[int], bool] | None = getattr(self._executor(), "cancel", None)
+        if stopper is not None and stopper(job_id):
+            return
+        with self._lock:
+            if job_id not in self._running:
+                return  # it ended meanwhile: nothing to stop
+            self._raised.add(job_id)
             raise_in(thread_id, JobCancelled)
-
-    def _stopper(self) -> Callable[[int], None] | None:
-        stopper: Callable[[int], None] | None = getattr(self._executor(), "cancel", None)
-        return stopper
 
     def close(self) -> None:
         self._stopping.set()

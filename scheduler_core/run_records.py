@@ -16,8 +16,8 @@ class RunCallbacks(Protocol):
         """Record which flow run executes a RUNNING job run (once)."""
 
     def set_external_id(self, job_id: int, external_id: str) -> str | None:
-        """Record the job's id in the orchestrator that runs it (its flow run), unless it
-        has one already; the id it has."""
+        """Record the job's id in the orchestrator that runs it (its flow run); the id
+        it had before, if any."""
 
     def record_lease(self, run_id: int, *, name: str, lease_id: str) -> None:
         """Remember an external concurrency lease the run holds, for crash recovery."""
@@ -38,8 +38,9 @@ class RunRecords:
 
     def set_external_id(self, job_id: int, external_id: str) -> str | None:
         def tx(conn: Any) -> str | None:
-            self._store.set_external_id(conn, job_id, external_id)
-            return self._store.get_job(conn, job_id).external_id
+            previous = self._store.get_job(conn, job_id).external_id
+            self._store.set_external_id(conn, job_id, external_id, replace=True)
+            return previous
 
         return self._db.write(tx)
 

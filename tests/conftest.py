@@ -80,16 +80,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from tests.prefect_server import PrefectServer
 
-    server = PrefectServer(
-        tmp_path_factory.mktemp("prefect-home"),
-        PREFECT_PORT,
-        # On the server's SQLite, these services' background writes collide with the
-        # lease each tagged task takes for tag concurrency ("database is locked", then a
-        # 2 s client backoff, several per run). The tests read flow runs, artifacts and
-        # limits, which the API writes directly, so they need neither service.
-        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED="false",
-        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED="false",
-    )
+    # A default server, services on, as `prefect server start` gives users.
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-home"), PREFECT_PORT)
     assert server.url == os.environ["PREFECT_API_URL"]
     server.start()
     try:

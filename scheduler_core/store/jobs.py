@@ -182,19 +182,21 @@ class JobsStore(StoreBase):
         row = conn.execute(sa.select(J).where(J.c.external_id == external_id)).first()
         return None if row is None else rows.job(row)
 
-    def set_external_id(self, conn: Connection, job_id: int, external_id: str | None) -> bool:
-        """Give a job its external id (or move one to it); False if the job has one."""
+    def set_external_id(
+        self, conn: Connection, job_id: int, external_id: str | None, *, replace: bool = False
+    ) -> bool:
+        """Give a job its external id (or move one to it); False if the job has one and
+        `replace` is not set."""
         if external_id is not None:
             conn.execute(
                 sa.update(J)
                 .where(J.c.external_id == external_id, J.c.job_id != job_id)
                 .values(external_id=None)
             )
-        done = conn.execute(
-            sa.update(J)
-            .where(J.c.job_id == job_id, J.c.external_id.is_(None))
-            .values(external_id=external_id)
-        ).rowcount
+        which = J.c.job_id == job_id
+        if not replace:
+            which = which & J.c.external_id.is_(None)
+        done = conn.execute(sa.update(J).where(which).values(external_id=external_id)).rowcount
         return bool(done)
 
     def queued_without_external_id(self, conn: Connection, limit: int) -> list[Job]:

@@ -23,7 +23,12 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
-from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelling, Scheduled
 
@@ -263,6 +268,14 @@ def test_cancel_from_prefect_stops_running_work_and_cancels_queued_work(
         what="the group to end CANCELLED",
     )
     assert svc.get_job(second.job_id or 0).status == JobStatus.CANCELLED
+    wait_for(
+        lambda: "**CANCELLED**" in group_artifact(group.group_id or 0),
+        timeout=15,
+        what="the group's artifact to show it CANCELLED",
+    )
+    table = group_artifact(group.group_id or 0)
+    for member in (first, second):
+        assert f"| {member.job_id} | 1 | story | CANCELLED |" in table
     assert not out.exists() or list(out.iterdir()) == []  # no partial output left
     for flow_run_id in (first_run, later_run, svc.get_job(second.job_id or 0).external_id):
         wait_for(
@@ -316,6 +329,15 @@ def test_retry_from_prefect_and_an_automation_on_a_partial_group(
 
         failed_run = svc.get_job(bad.job_id or 0).external_id
         assert state_of(failed_run)[0] == StateType.FAILED
+        # Automations can tell a failure with no retry left from one that will be retried.
+        wait_for(
+            lambda: "llmsched.job.exhausted" in job_events(bad.job_id or 0, failed_run),
+            timeout=30,
+            what="the exhausted event",
+        )
+        seen = job_events(bad.job_id or 0, failed_run)
+        assert {"llmsched.job.queued", "llmsched.job.started", "llmsched.job.failed"} <= set(seen)
+        assert "llmsched.job.retrying" not in seen
         # The UI's Retry (force) on the failed run: the manual retry takes that run over.
         set_state(
             failed_run, Scheduled(name="AwaitingRetry", message="Retry from the UI"), force=True
@@ -335,6 +357,39 @@ def test_retry_from_prefect_and_an_automation_on_a_partial_group(
         assert flow_run(failed_run or "").name == f"story-job-{again.job_id}-attempt-2"
     finally:
         server.shutdown()
+
+
+def group_artifact(group_id: int) -> str:
+    """The latest version of the group's artifact."""
+
+    async def read() -> str:
+        async with get_client() as client:
+            (artifact,) = await client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    key=ArtifactCollectionFilterKey(any_=[f"llmsched-group-{group_id}"])
+                )
+            )
+            return str(artifact.data)
+
+    return asyncio.run(read())
+
+
+def job_events(job_id: int, flow_run_id: str | None) -> list[str]:
+    """The names of the events Prefect recorded about the job, oldest first (job ids
+    repeat across the tests' databases on the shared server: its flow run tells it)."""
+    response = httpx.post(
+        f"{cli_env()['PREFECT_API_URL']}/events/filter",
+        json={
+            "filter": {
+                "resource": {"id": [f"llmsched.job.{job_id}"]},
+                "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                "order": "ASC",
+            }
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    return [event["event"] for event in response.json()["events"]]
 
 
 def _far_future() -> Any:
