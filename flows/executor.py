@@ -207,9 +207,12 @@ class PrefectExecutor:
         self, job_type: str, flow: Flow[..., Any], ctx: ExecutionContext, run_logger: RunLog
     ) -> Outcome:
         """Claim, record and run the job's flow run in one visit to the loop (each visit
-        from the worker thread is a cross-thread hand-off), all within the job's deadline."""
+        from the worker thread is a cross-thread hand-off), all within the job's deadline.
+        A deadline that passes before the flow started was the Prefect API's delay: the
+        job goes back to the queue, its attempt not counted."""
         flow_run: FlowRun | None = None
         outputs: list[Path] = []
+        running: FlowRun | None = None  # the flow run, once its flow started
         try:
             async with asyncio.timeout(ctx.timeout_seconds):
                 flow_run = await self._claim_flow_run(job_type, flow, ctx)
@@ -221,6 +224,7 @@ class PrefectExecutor:
                 run_logger.follow_flow_run(str(flow_run.id))
                 lease_listener.set(_lease_recorder(ctx))  # this task's own context
                 written_outputs.set(outputs)
+                running = flow_run
                 state = await run_flow_async(
                     self._job_named(flow),
                     flow_run=_for_engine(flow_run),
@@ -229,7 +233,13 @@ class PrefectExecutor:
                 )
             outcome = await _outcome_of(state)
         except TimeoutError:
-            return await self._past_deadline(ctx, flow_run, ctx.timeout_seconds or 0)
+            if running is not None:
+                return await self._past_deadline(running, ctx.timeout_seconds or 0)
+            outcome = faults.interrupted(  # the Prefect API, not the job, used up its time
+                prefect_faults.DEPENDENCY,
+                f"the Prefect API did not hand over the job's flow run within its "
+                f"{ctx.timeout_seconds} s deadline",
+            )
         except asyncio.CancelledError:
             if ctx.job.job_id not in self._cancelled:
                 raise
@@ -294,24 +304,14 @@ class PrefectExecutor:
             )
         return flow_run
 
-    async def _past_deadline(
-        self, ctx: ExecutionContext, flow_run: FlowRun | None, seconds: float
-    ) -> Outcome:
-        """The job's deadline passed (while its flow ran, or while its run was being
-        claimed): its flow run ends Failed, recorded on the JobRun."""
+    async def _past_deadline(self, flow_run: FlowRun, seconds: float) -> Outcome:
+        """The job's deadline passed while its flow ran: its flow run ends Failed."""
         message = deadline_error(seconds)
-        flow_run_id = str(flow_run.id) if flow_run is not None else ctx.job.external_id
-        if flow_run_id is None:
-            return failed(message)
         try:
-            if flow_run is None:
-                await self._attach(ctx, flow_run_id)
             async with get_client() as client:
-                await client.set_flow_run_state(
-                    UUID(flow_run_id), Failed(message=message), force=True
-                )
+                await client.set_flow_run_state(flow_run.id, Failed(message=message), force=True)
         except Exception:
-            self.zombies.add(UUID(flow_run_id))
+            self.zombies.add(flow_run.id)
         return failed(message)
 
     def available(self) -> bool:

@@ -131,19 +131,35 @@ class Deployments:
             return await self._deploy(client, job_type, flow)
 
     async def _deploy(self, client: PrefectClient, job_type: str, flow: Flow[..., Any]) -> UUID:
+        """The deployment `<flow>/<pool>`: the one already on the server (deployed from
+        deployments/prefect.yaml, with its schedules) is left as it is; only a missing
+        one is created. (Creating is an upsert that would drop the schedules.)"""
         await ensure_pool(client)
         flow_id = await client.create_flow(flow)
-        deployment_id = await client.create_deployment(
-            flow_id=flow_id,
-            name=pool_name(),  # `story/llmsched`: one deployment per flow and pool
-            work_pool_name=pool_name(),
-            work_queue_name="default",
-            entrypoint=_entrypoint(flow),
-            tags=["llmsched", f"type:{job_type}"],
-            description=f"{job_type} jobs of the llmsched scheduler: runs start in its queue.",
-            parameter_openapi_schema=flow.parameters.model_dump_for_openapi(),
-            enforce_parameter_schema=True,
-        )
+        try:
+            found = await client.read_deployment_by_name(f"{flow.name}/{pool_name()}")
+            deployment_id = found.id
+            if found.work_pool_name != pool_name():
+                log.warning(
+                    "action=deployment_elsewhere deployment=%s/%s pool=%s: its runs are "
+                    "not queued; deploy it to the %s work pool",
+                    flow.name,
+                    pool_name(),
+                    found.work_pool_name,
+                    pool_name(),
+                )
+        except ObjectNotFound:
+            deployment_id = await client.create_deployment(
+                flow_id=flow_id,
+                name=pool_name(),  # `story-pipeline/llmsched`: one per flow and pool
+                work_pool_name=pool_name(),
+                work_queue_name="default",
+                entrypoint=entrypoint_of(flow),
+                tags=["llmsched", f"type:{job_type}"],
+                description=f"{job_type} jobs of the llmsched scheduler: runs start in its queue.",
+                parameter_openapi_schema=flow.parameters.model_dump_for_openapi(),
+                enforce_parameter_schema=True,
+            )
         self._ids[job_type] = deployment_id
         self._flow_ids[job_type] = flow_id
         self.job_types[deployment_id] = job_type
@@ -193,6 +209,15 @@ class Deployments:
         self.job_types.pop(deployment_id, None)  # type: ignore[arg-type]
 
 
-def _entrypoint(flow: Flow[..., Any]) -> str:
+def entrypoint_of(flow: Flow[..., Any]) -> str:
     module = flow.fn.__module__
     return f"{module.replace('.', '/')}.py:{flow.fn.__name__}"
+
+
+async def deploy_flows(client: PrefectClient, flows: dict[str, Flow[..., Any]]) -> list[str]:
+    """The work pool and each flow job type's deployment, as the worker makes them when
+    it starts (`llmsched setup`); their names."""
+    deployments = Deployments()
+    for job_type, flow in flows.items():
+        await deployments.ensure(client, job_type, flow)
+    return [f"{flow.name}/{pool_name()}" for flow in flows.values()]

@@ -1,4 +1,4 @@
-"""Operating commands: status, recover, worker, demo."""
+"""Operating commands: status, recover, worker, setup, demo."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import typer
 
 from llmsched.cli._app import app
 from llmsched.cli._common import (
+    CLIError,
     DbOption,
     JsonOption,
     add_row,
     echo,
     emit_json,
     print_table,
+    quiet_prefect,
     service,
     table,
     warn,
@@ -211,6 +213,33 @@ def worker(
     with service(db) as svc:
         code = run_worker(svc, slots=slots, drain_timeout=drain_timeout)
     raise typer.Exit(code)
+
+
+@app.command(rich_help_panel=PANEL)
+def setup() -> None:
+    """Create the Prefect work pool `llmsched` and the pipelines' deployments on it (the
+    worker does the same as it starts), so `prefect deploy` can target the pool."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.pipelines import PIPELINES
+    from flows.prefect_jobs import deploy_flows, pool_name
+
+    if not PREFECT_API_URL.value():
+        raise CLIError(
+            "PREFECT_API_URL is not set: point it at your Prefect server, e.g. "
+            "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        )
+    quiet_prefect()
+
+    async def deploy() -> list[str]:
+        async with get_client() as client:
+            return await deploy_flows(client, PIPELINES)
+
+    for name in asyncio.run(deploy()):
+        echo(f"deployment {name} on work pool {pool_name()}")
 
 
 @app.command(rich_help_panel=PANEL)

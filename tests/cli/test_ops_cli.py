@@ -23,6 +23,7 @@ COMMANDS = [
     ["status"],
     ["recover"],
     ["worker"],
+    ["setup"],
     ["demo"],
     ["group"],
     ["group", "submit"],
@@ -45,13 +46,24 @@ def test_help_everywhere(cli: CLI) -> None:
         result = runner.invoke(app, [*command, "--help"], prog_name="llmsched")
         assert result.exit_code == 0, (command, result.output)
         assert f"Usage: llmsched {' '.join(command)}" in result.output
-        leaf = command not in (["group"], ["webhook"])
+        leaf = command not in (["group"], ["webhook"], ["setup"])
         assert ("--db" in result.output) == leaf, command
     top, bare = cli.many([["--help"], []], db=False)
     assert top.code == 0
     for name in ("submit", "jobs", "show", "status", "recover", "group", "webhook", "Exit codes"):
         assert name in top.stdout
     assert bare.code == 2 and "Usage: llmsched" in bare.stdout  # help, as a usage error
+
+
+def test_setup_needs_a_prefect_server(cli: CLI) -> None:
+    missing = cli("setup", db=False, env={"PREFECT_API_URL": ""})
+    assert (missing.code, missing.stdout) == (2, "")
+    assert missing.stderr.startswith("error: PREFECT_API_URL is not set: point it at")
+    down = cli("setup", db=False, env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert (down.code, down.stdout) == (3, "")
+    assert down.stderr.splitlines() == [
+        "error: Prefect API unavailable: All connection attempts failed"
+    ]
 
 
 def test_status(cli: CLI, setup_svc: SchedulerService) -> None:

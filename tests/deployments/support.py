@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
 WORK_POOL = "llmsched-pool"
 FLOW_NAME = "submit-job-group"
+SUBMIT_ENTRYPOINT = "flows/submit.py:submit_job_group"
+JOB_POOL = "llmsched"
 OFFLINE_MODELS = {"story": "offline/story-writer", "research": "offline/research-analyst"}
 
 
@@ -19,9 +21,19 @@ def project() -> dict[str, Any]:
     return data
 
 
-def deployments() -> list[dict[str, Any]]:
+def all_deployments() -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = project()["deployments"]
     return found
+
+
+def deployments() -> list[dict[str, Any]]:
+    """The scheduled job groups: deployments of the submit flow."""
+    return [d for d in all_deployments() if d["entrypoint"] == SUBMIT_ENTRYPOINT]
+
+
+def pipeline_deployments() -> list[dict[str, Any]]:
+    """The pipelines' own deployments, on the work pool `llmsched worker` serves."""
+    return [d for d in all_deployments() if d["entrypoint"] != SUBMIT_ENTRYPOINT]
 
 
 def deployment(name: str) -> dict[str, Any]:

@@ -26,12 +26,15 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+from flows.pipelines import PIPELINES
 from flows.submit import group_name
 from scheduler_core import JobGroupStatus, JobRunStatus, JobStatus, SchedulerService
 from scheduler_core.statuses import JobOrigin
 from tests.conftest import wait_for
 from tests.deployments.support import (
     FLOW_NAME,
+    JOB_POOL,
+    OFFLINE_MODELS,
     PREFECT_FILE,
     ROOT,
     WORK_POOL,
@@ -139,6 +142,8 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
         "work-pool",
         *prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"),
     )
+    # The pool only `llmsched worker` serves: the pipeline deployments' target.
+    processes.run("setup", sys.executable, "-m", "llmsched", "setup")
     prefect_file = str(PREFECT_FILE.relative_to(ROOT))
     processes.run(
         "deploy", *prefect("--no-prompt", "deploy", "--all", "--prefect-file", prefect_file)
@@ -225,4 +230,39 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
         all(f"| {m.job_id} |" in (a.data or "") for m in members) and a.flow_run_id == flow_run_id
         for a in artifact
     ), artifact
+
+    # A pipeline's own deployment from the file: one run of it is one job, executed as
+    # that same flow run by the scheduler worker, with the priority of its tag.
+    story = api(lambda c: c.read_deployment_by_name(f"{PIPELINES['story'].name}/{JOB_POOL}"))
+    assert (story.work_pool_name, story.entrypoint) == (JOB_POOL, "flows/story.py:story_pipeline")
+    params = {"theme": "a deployed story", "length": 60, "model": OFFLINE_MODELS["story"]}
+    output = processes.run(
+        "story-run",
+        *prefect(
+            "deployment",
+            "run",
+            f"{PIPELINES['story'].name}/{JOB_POOL}",
+            "--params",
+            json.dumps(params),
+            "--tag",
+            "priority:7",
+        ),
+    )
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert match, output
+    story_run_id = match.group(1)
+    with SchedulerService.open(db_url) as svc:
+
+        def story_done() -> bool:
+            if scheduler.poll() is not None:
+                raise AssertionError(processes.log("scheduler-worker"))
+            job = svc.job_by_external_id(story_run_id)
+            return job is not None and job.status.is_terminal
+
+        wait_for(story_done, timeout=60, interval=0.2, what="the story run's job to finish")
+        job = svc.job_by_external_id(story_run_id)
+    assert job is not None and job.status == JobStatus.COMPLETED, processes.log("scheduler-worker")
+    assert (job.origin, job.priority, job.params) == (JobOrigin.PREFECT, 7, params)
+    story_run = api(lambda c: c.read_flow_run(UUID(story_run_id)))
+    assert story_run.state.is_completed() and story_run.deployment_id == story.id
     print(f"\ndeployment path end to end: {time.monotonic() - started:.1f}s")

@@ -22,6 +22,8 @@ from prefect.exceptions import ParameterTypeError, SignatureMismatchError
 from prefect.flows import load_flow_from_entrypoint
 from prefect.server.schemas.schedules import CronSchedule
 
+from flows.pipelines import PIPELINES
+from flows.prefect_jobs import entrypoint_of, pool_name
 from flows.submit import submit
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.errors import InvalidParamsError, SchedulerError, UnknownJobTypeError
@@ -29,10 +31,12 @@ from scheduler_core.statuses import JobOrigin
 from scheduler_core.values import Job, JobGroup
 from tests.deployments.support import (
     FLOW_NAME,
+    JOB_POOL,
     ROOT,
     WORK_POOL,
     deployment,
     deployments,
+    pipeline_deployments,
     project,
 )
 
@@ -72,6 +76,22 @@ def test_the_file_deploys_the_submit_flow_to_the_process_pool() -> None:
     for spec in deployments():
         assert load_flow(spec["entrypoint"]).name == FLOW_NAME
         assert spec["work_pool"]["name"] == WORK_POOL
+
+
+def test_every_pipeline_is_deployed_where_the_worker_looks_for_its_runs() -> None:
+    """The file's pipeline deployments are the ones the worker would create: the same
+    flow, the name `<flow>/llmsched`, the `llmsched` pool; so the worker adopts them."""
+    by_flow = {flow.name: (job_type, flow) for job_type, flow in PIPELINES.items()}
+    found = set()
+    for spec in pipeline_deployments():
+        job_type, flow = by_flow[load_flow(spec["entrypoint"]).name]
+        assert spec["name"] == pool_name() == JOB_POOL
+        assert spec["work_pool"] == {"name": JOB_POOL, "work_queue_name": "default"}
+        assert spec["entrypoint"] == entrypoint_of(flow)
+        assert spec["tags"] == ["llmsched", f"type:{job_type}"]
+        assert all("cron" in s for s in spec.get("schedules") or [])
+        found.add(job_type)
+    assert found == set(PIPELINES)
 
 
 @pytest.mark.parametrize("name", NAMES)
