@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= --run-pipeline
+TEST_PROCESSES ?= 2
 
 .PHONY: demo test lint install clean
 
@@ -22,8 +23,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite on TEST_PROCESSES processes, then alone the tests that stop the PostgreSQL
+# server all the others use (marked `serial`).
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -n $(TEST_PROCESSES) -m "not serial"
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m serial
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov

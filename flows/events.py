@@ -15,7 +15,7 @@ from typing import Any
 from prefect.client.orchestration import PrefectClient
 from prefect.events import Event
 
-from flows.prefect_jobs import flow_run_name
+from flows.prefect_jobs import flow_run_name, resource_id
 from scheduler_core.values import Job, JobGroup, JobRun
 
 JOB_EVENTS = (
@@ -72,14 +72,14 @@ def job_event(
     if job.group_id is not None:
         related.append(
             {
-                "prefect.resource.id": f"llmsched.group.{job.group_id}",
+                "prefect.resource.id": resource_id("group", job.group_id),
                 "prefect.resource.role": "group",
             }
         )
     return Event(
         event=f"llmsched.job.{what}",
         resource={  # type: ignore[arg-type]  # validated into a Resource
-            "prefect.resource.id": f"llmsched.job.{job.job_id}",
+            "prefect.resource.id": resource_id("job", job.job_id),
             "prefect.resource.name": flow_run_name(job),
             "llmsched.job-type": job.job_type,
         },
@@ -93,7 +93,7 @@ def group_event(group: JobGroup) -> Event:
     return Event(
         event=f"llmsched.group.{group.status.value.lower()}",
         resource={  # type: ignore[arg-type]  # validated into a Resource
-            "prefect.resource.id": f"llmsched.group.{group.group_id}",
+            "prefect.resource.id": resource_id("group", group.group_id),
             "prefect.resource.name": group.name or f"group {group.group_id}",
         },
         payload={"group_id": group.group_id, "name": group.name, "status": group.status.value},

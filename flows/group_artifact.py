@@ -1,4 +1,5 @@
-"""A job group's one place in the Prefect UI: the Markdown artifact `llmsched-group-<id>`,
+"""A job group's one place in the Prefect UI: the Markdown artifact `llmsched-group-<id>`
+(keys carry the work pool's name on any other pool, see `prefect_jobs.scope`),
 written again (a new version under the same key) whenever one of its members changes, so
 the artifact's page lists every member in order, retries included, with its state and
 its flow run."""
@@ -10,11 +11,12 @@ from typing import Any
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 
+from flows import prefect_jobs
 from scheduler_core.values import Job, JobGroup, JobRun
 
 
 def artifact_key(group_id: int) -> str:
-    return f"llmsched-group-{group_id}"
+    return prefect_jobs.artifact_key("group", group_id)
 
 
 def markdown(group: JobGroup, members: list[tuple[Job, JobRun | None]]) -> str:

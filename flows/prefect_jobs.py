@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from typing import Any
 from uuid import UUID
 
@@ -53,8 +54,32 @@ POOL_TEMPLATE: dict[str, Any] = {
 }
 
 
+DEFAULT_POOL = "llmsched"
+
+
 def pool_name() -> str:
-    return os.environ.get("LLMSCHED_WORK_POOL", "llmsched")
+    return os.environ.get("LLMSCHED_WORK_POOL", DEFAULT_POOL)
+
+
+def scope() -> str:
+    """What tells this scheduler database's objects apart on a shared Prefect server: ""
+    on the default pool, else the pool's name (one work pool per scheduler database)."""
+    pool = pool_name()
+    return "" if pool == DEFAULT_POOL else pool
+
+
+def resource_id(kind: str, object_id: int | str | None) -> str:
+    """A job's or group's Prefect event resource: `llmsched.job.<id>`, or
+    `llmsched.<pool>.job.<id>` on another work pool."""
+    prefix = f"llmsched.{scope()}." if scope() else "llmsched."
+    return f"{prefix}{kind}.{object_id}"
+
+
+def artifact_key(kind: str, object_id: int | None) -> str:
+    """An artifact key (lowercase letters, digits, dashes): `llmsched-group-<id>`, or
+    `llmsched-<pool>-group-<id>` on another work pool."""
+    pool = re.sub(r"[^a-z0-9]+", "-", scope().lower()).strip("-")
+    return "-".join(part for part in ("llmsched", pool, kind, str(object_id)) if part)
 
 
 def flow_run_name(job: Job) -> str:

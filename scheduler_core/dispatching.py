@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from scheduler_core.store import Store
 
 log = logging.getLogger("scheduler_core")
+LOGGED_ERROR_CHARS = 300  # of a run's error (redacted when written) on its finish line
 
 
 class Dispatching:
@@ -245,12 +246,14 @@ class Dispatching:
                 outcome.error,
             )
             return
+        error = finish.run.error
         log.info(
-            "action=finish job_id=%s run_id=%s status=%s retry_job_id=%s",
+            "action=finish job_id=%s run_id=%s status=%s retry_job_id=%s%s",
             claim.job.job_id,
             claim.run.run_id,
             finish.run.status.value,
             finish.retry.job_id if finish.retry else None,
+            f" error={error[:LOGGED_ERROR_CHARS]!r}" if error else "",
         )
 
     def reconcile(self) -> int:

@@ -33,6 +33,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelling, Scheduled
 
 from flows.pipelines import install_pipelines
+from flows.prefect_jobs import artifact_key, resource_id
 from scheduler_core import JobGroupStatus, JobRunStatus, JobStatus, SchedulerService
 from scheduler_core.statuses import JobOrigin
 from scheduler_core.values import Job
@@ -268,8 +269,6 @@ def test_cancel_from_prefect_stops_running_work_and_cancels_queued_work(
         what="the group to end CANCELLED",
     )
     assert svc.get_job(second.job_id or 0).status == JobStatus.CANCELLED
-    # This test's version (group ids repeat across the tests' databases): its rows name
-    # this test's flow runs.
     rows = [
         f"| {m.job_id} | 1 | story | CANCELLED | {svc.get_job(m.job_id or 0).external_id} |"
         for m in (first, second)
@@ -328,7 +327,7 @@ def test_retry_from_prefect_and_an_automation_on_a_partial_group(
         )
         assert svc.get_job_group(group.group_id or 0).status == JobGroupStatus.PARTIAL
         wait_for(lambda: received, timeout=60, what="the Automation's webhook")
-        assert received[0]["group"] == f"llmsched.group.{group.group_id}"
+        assert received[0]["group"] == resource_id("group", group.group_id)
         assert received[0]["event"] == "llmsched.group.partial"
 
         failed_run = svc.get_job(bad.job_id or 0).external_id
@@ -370,7 +369,7 @@ def group_artifact(group_id: int) -> str:
         async with get_client() as client:
             found = await client.read_latest_artifacts(
                 artifact_filter=ArtifactCollectionFilter(
-                    key=ArtifactCollectionFilterKey(any_=[f"llmsched-group-{group_id}"])
+                    key=ArtifactCollectionFilterKey(any_=[artifact_key(group_id)])
                 )
             )
             return "\n".join(str(artifact.data) for artifact in found)
@@ -379,13 +378,13 @@ def group_artifact(group_id: int) -> str:
 
 
 def job_events(job_id: int, flow_run_id: str | None) -> list[str]:
-    """The names of the events Prefect recorded about the job, oldest first (job ids
-    repeat across the tests' databases on the shared server: its flow run tells it)."""
+    """The names of the events Prefect recorded about the job and its flow run, oldest
+    first."""
     response = httpx.post(
         f"{cli_env()['PREFECT_API_URL']}/events/filter",
         json={
             "filter": {
-                "resource": {"id": [f"llmsched.job.{job_id}"]},
+                "resource": {"id": [resource_id("job", job_id)]},
                 "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
                 "order": "ASC",
             }
@@ -413,7 +412,7 @@ def _create_automation(url: str, pool: str) -> None:
         name=f"partial nightly groups {pool}",
         trigger=EventTrigger(
             expect={"llmsched.group.partial"},
-            match={"prefect.resource.id": "llmsched.group.*"},
+            match={"prefect.resource.id": resource_id("group", "*")},
             posture=Posture.Reactive,
             threshold=1,
         ),

@@ -28,7 +28,7 @@ from tests.faults.support import (
     queue_mixed_workload,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults]
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.serial]
 
 CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
 

@@ -89,7 +89,12 @@ def test_a_prefect_outage_burns_no_attempt_and_leaves_no_zombie(
             what="every job terminal after the outage",
         )
         ended = svc.list_jobs()
-        assert [j.job_id for j in ended] == [j.job_id for j in jobs], "a retry was created"
+        errors = [
+            (j.job_id, run.error) for j in ended if (run := svc.get_job_run_for_job(j.job_id or 0))
+        ]
+        assert [j.job_id for j in ended] == [j.job_id for j in jobs], (
+            f"a retry was created: {errors}"
+        )
         assert {j.status for j in ended} == {JobStatus.COMPLETED}
         assert {j.attempt for j in ended} == {1}
         wait_for(lambda: not unfinished_flow_runs(server.url), timeout=60, what="no zombie")

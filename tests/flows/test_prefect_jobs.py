@@ -14,7 +14,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolUpdate
 from prefect.client.schemas.schedules import IntervalSchedule
 
-from flows.prefect_jobs import POOL_TYPE, Deployments, deploy_flows, ensure_pool
+from flows.prefect_jobs import (
+    POOL_TYPE,
+    Deployments,
+    artifact_key,
+    deploy_flows,
+    ensure_pool,
+    resource_id,
+)
 
 
 @flow(name="prefect-jobs-probe", persist_result=False)
@@ -69,3 +76,14 @@ def test_a_deployed_deployment_keeps_its_schedules(pool: str) -> None:
             assert kept.entrypoint == "tests/flows/test_prefect_jobs.py:probe"
 
     asyncio.run(go())
+
+
+def test_objects_of_another_pool_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMSCHED_WORK_POOL", raising=False)
+    assert (resource_id("job", 7), artifact_key("group", 3)) == (
+        "llmsched.job.7",
+        "llmsched-group-3",
+    )
+    monkeypatch.setenv("LLMSCHED_WORK_POOL", "Night Shift")
+    assert resource_id("group", 3) == "llmsched.Night Shift.group.3"
+    assert artifact_key("group", 3) == "llmsched-night-shift-group-3"
