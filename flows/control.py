@@ -10,6 +10,8 @@ queue. The worker looks every second (`CONTROL_INTERVAL`) at the `llmsched` work
 - a run a user retried ("AwaitingRetry") of a FAILED or CANCELLED job: the manual retry
   (a new job linked by `retry_of`) takes that flow run over;
 - a paused work pool (or its queue) stops new claims until it is resumed;
+- a flow run still "Queued" whose job was cancelled or skipped where Prefect was not
+  told (`llmsched cancel`, an API outage) ends as the job did, within `ENDS_SECONDS`;
 - and the worker heartbeats to the pool, so it shows on the pool's page.
 
 It also creates the flow runs of queued jobs that have none yet (queued while no Prefect
@@ -25,6 +27,7 @@ import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -42,7 +45,9 @@ from prefect.states import Cancelled, Failed
 from prefect.types._datetime import now as prefect_now
 
 from flows.prefect_jobs import (
+    ENDED_UNRUN,
     NEW_RUN_STATES,
+    QUEUED,
     RETRY_STATE,
     ensure_pool,
     flow_run_name,
@@ -69,6 +74,7 @@ log = logging.getLogger("flows.control")
 CONTROL_INTERVAL = 1.0
 HEARTBEAT_SECONDS = 30.0
 CANCEL_LOOKBACK = timedelta(days=1)  # cancels made while no worker ran
+ENDS_SECONDS = 5.0  # how often queued flow runs are checked against their jobs
 POOL_PAUSED = "prefect work pool"
 BATCH = 50  # queued jobs given a flow run per pass
 PAGE = 200  # the server's largest page
@@ -86,6 +92,7 @@ class PrefectControl(Plugin):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._beat_at = 0.0
+        self._ends_at = 0.0
         self._cancels_since: Any = None
         svc.availability.add_probe(POOL_PAUSED, lambda: not self.paused)
 
@@ -125,6 +132,9 @@ class PrefectControl(Plugin):
             self._cancels_since = started - timedelta(seconds=30)
             await self._new_runs(client)
             await self._missing_runs()
+            if time.monotonic() - self._ends_at >= ENDS_SECONDS:
+                await self._ends(client)
+                self._ends_at = time.monotonic()
 
     # ------------------------------------------------------------------ the pool
 
@@ -184,6 +194,30 @@ class PrefectControl(Plugin):
             elif flow_run.state is not None and flow_run.state.type == StateType.CANCELLING:
                 # Nothing of ours runs it: its cancellation is complete.
                 await client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
+
+    async def _ends(self, client: PrefectClient) -> None:
+        """Flow runs still "Queued" whose job ended without them: cancelled or skipped
+        by a process that does not keep Prefect in step (`llmsched cancel`, the Python
+        API without the plugin) or while the API was down. They end as the job did."""
+        runs = await self._runs(
+            client,
+            FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]),
+                    name=FlowRunFilterStateName(any_=[QUEUED]),
+                )
+            ),
+        )
+        ids = [str(flow_run.id) for flow_run in runs]
+        jobs = await asyncio.to_thread(self.svc.jobs_by_external_id, ids) if ids else []
+        for job in jobs:
+            name = ENDED_UNRUN.get(job.status)
+            if name is not None and job.external_id is not None:
+                await client.set_flow_run_state(
+                    UUID(job.external_id),
+                    Cancelled(name=name, message=f"{name.lower()} in the scheduler"),
+                    force=True,
+                )
 
     # ------------------------------------------------------------------ submissions, retries
 

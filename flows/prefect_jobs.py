@@ -27,6 +27,7 @@ from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, WorkPool
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Scheduled, to_state_create
 
+from scheduler_core.statuses import JobStatus
 from scheduler_core.values import Job
 
 log = logging.getLogger("flows.prefect_jobs")
@@ -37,6 +38,8 @@ QUEUED = "Queued"
 late, and a run named so (or "Late") is one the scheduler has not taken in yet."""
 NEW_RUN_STATES = ("Scheduled", "Late")
 RETRY_STATE = "AwaitingRetry"  # what the UI's Retry button sets
+ENDED_UNRUN = {JobStatus.CANCELLED: "Cancelled", JobStatus.SKIPPED: "Skipped"}
+"""A job that ended before its flow run ran: the name of the run's Cancelled state."""
 
 POOL_TEMPLATE: dict[str, Any] = {
     "job_configuration": {"priority": "{{ priority }}"},

@@ -24,9 +24,9 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled
 
 from flows import events, group_artifact
-from flows.prefect_jobs import Deployments
+from flows.prefect_jobs import ENDED_UNRUN, Deployments
 from scheduler_core.plugins import Plugin
-from scheduler_core.statuses import JobRunStatus, JobStatus
+from scheduler_core.statuses import JobStatus
 from scheduler_core.values import Job, JobGroup, JobRun
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("flows.prefect_sync")
 
 _NOTES = "llmsched_prefect_notes"
-_ENDED_HERE = {JobRunStatus.CANCELLED: "Cancelled", JobRunStatus.SKIPPED: "Skipped"}
-"""Run ends the flow engine does not set: a stopped flow, a member skipped unrun."""
 EVENT_BATCH_SECONDS = 0.25
 
 
@@ -106,7 +104,7 @@ class PrefectSync(Plugin):
             elif kind == "cancelled":  # while queued
                 sent.append(events.job_event("cancelled", subject))
                 if subject.external_id:
-                    ended.append((subject.external_id, "Cancelled"))
+                    ended.append((subject.external_id, ENDED_UNRUN[JobStatus.CANCELLED]))
             elif kind == "retry":
                 sent.append(
                     events.job_event("retrying" if extra else "exhausted", subject, retry=extra)
@@ -117,8 +115,10 @@ class PrefectSync(Plugin):
                 run: JobRun = extra
                 sent.append(events.job_event(run.status.value.lower(), subject, run=run))
                 flow_run_id = run.flow_run_id or subject.external_id
-                if run.status in _ENDED_HERE and flow_run_id:
-                    ended.append((flow_run_id, _ENDED_HERE[run.status]))
+                # Ends the flow engine does not set: a stopped flow, a member skipped.
+                name = ENDED_UNRUN.get(JobStatus(run.status.value))
+                if name is not None and flow_run_id:
+                    ended.append((flow_run_id, name))
         async with get_client() as client:
             for flow_run_id, name in ended:
                 state: Any = Cancelled(name=name, message=f"{name.lower()} in the scheduler")

@@ -393,7 +393,12 @@ class SchedulerService(DirectExecution, Dispatching):
     # ------------------------------------------------------------------ external ids
 
     def job_by_external_id(self, external_id: str) -> Job | None:
-        return self.db.read(lambda c: self.store.job_by_external_id(c, external_id))
+        found = self.jobs_by_external_id([external_id])
+        return found[0] if found else None
+
+    def jobs_by_external_id(self, external_ids: list[str]) -> list[Job]:
+        """The jobs these external ids (Prefect flow runs) stand for, in no order."""
+        return self.db.read(lambda c: self.store.jobs_by_external_id(c, external_ids))
 
     def set_external_id(self, job_id: int, external_id: str) -> bool:
         """Record a job's external id; False if it has one already (another process gave

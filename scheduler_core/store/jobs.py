@@ -21,6 +21,8 @@ from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RESOURCES as RC
 from scheduler_core.values import Job, JobSpec, utcnow
 
+IN_CHUNK = 500  # ids per IN (...) list: under every backend's bound-parameter limit
+
 
 class JobsStore(StoreBase):
     def ensure_resources(self, conn: Connection, names: Iterable[str]) -> None:
@@ -178,9 +180,14 @@ class JobsStore(StoreBase):
             ).scalars()
         )
 
-    def job_by_external_id(self, conn: Connection, external_id: str) -> Job | None:
-        row = conn.execute(sa.select(J).where(J.c.external_id == external_id)).first()
-        return None if row is None else rows.job(row)
+    def jobs_by_external_id(self, conn: Connection, external_ids: Sequence[str]) -> list[Job]:
+        found: list[Job] = []
+        for start in range(0, len(external_ids), IN_CHUNK):
+            chunk = external_ids[start : start + IN_CHUNK]
+            found += [
+                rows.job(r) for r in conn.execute(sa.select(J).where(J.c.external_id.in_(chunk)))
+            ]
+        return found
 
     def set_external_id(
         self, conn: Connection, job_id: int, external_id: str | None, *, replace: bool = False

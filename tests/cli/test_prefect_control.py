@@ -32,8 +32,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelling, Scheduled
 
+from flows.group_artifact import artifact_key
 from flows.pipelines import install_pipelines
-from flows.prefect_jobs import artifact_key, resource_id
+from flows.prefect_jobs import resource_id
 from scheduler_core import JobGroupStatus, JobRunStatus, JobStatus, SchedulerService
 from scheduler_core.statuses import JobOrigin
 from scheduler_core.values import Job
@@ -212,6 +213,20 @@ def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
     assert flow_run(rest_run_id).name == f"story-job-{rest_job.job_id}-attempt-1"
     # The pool is paused: taken in, nothing claimed.
     assert all(j.status == JobStatus.QUEUED for j in svc.list_jobs())
+    # Cancelled where Prefect is not told (the CLI keeps no Prefect client): the worker
+    # ends its flow run as the job ended.
+    dropped = svc.enqueue_job("story", story("dropped", out))
+    dropped_run = wait_external_id(svc, dropped.job_id or 0)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "llmsched", "cancel", str(dropped.job_id), "--db", worker.db_url],
+        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert cancel.stdout == f"cancelled job {dropped.job_id}\n", cancel.stderr
+    wait_for(
+        lambda: worker.alive() and state_of(dropped_run) == (StateType.CANCELLED, "Cancelled"),
+        timeout=30,
+        what="the cancelled job's flow run to end Cancelled",
+    )
 
     pool_paused(pool, False)
     jobs = [low, high, cli_job, rest_job]
@@ -224,7 +239,7 @@ def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
         run = svc.get_job_run_for_job(job.job_id or 0)
         assert run is not None and run.flow_run_id == current.external_id
         assert state_of(current.external_id)[0] == StateType.COMPLETED
-    assert len(runs_of_pool(pool)) == 4  # one flow run per job, never a second one
+    assert len(runs_of_pool(pool)) == 5  # one flow run per job, never a second one
 
 
 @pytest.mark.parametrize("force", [True, False], ids=["ui", "cli"])

@@ -18,6 +18,7 @@ from scheduler_core import JobStatus, SchedulerService
 
 WARM_UP = 200
 MEASURED = 3000
+SLOTS = 2
 
 
 def _run(svc: SchedulerService, handler: Handled, n: int) -> None:
@@ -84,7 +85,7 @@ def test_worker_loop_keeps_no_state_per_job(open_service: Callable[..., Schedule
     svc = open_service(recovery_interval=0.1)
     handler = Handled()
     svc.register("noop", handler)
-    svc.start(concurrency=2)
+    svc.start(concurrency=SLOTS)
     tracemalloc.start()
     try:
         # Warm: every statement compiled, every thread started, every connection open.
@@ -103,7 +104,10 @@ def test_worker_loop_keeps_no_state_per_job(open_service: Callable[..., Schedule
     finally:
         tracemalloc.stop()
         svc.stop(timeout=10)
-    assert not +new_objects, f"per-job objects kept after {MEASURED} jobs: {+new_objects}"
+    # A leak keeps one per job (thousands); what a thread still holds from its last job
+    # until its next pass (a slot's claim, a cancel check's job) is at most one per slot.
+    kept = +new_objects
+    assert all(n <= SLOTS for n in kept.values()), f"objects kept after {MEASURED} jobs: {kept}"
     total = sum(s.size_diff for s in grown)
     top = "\n".join(str(s) for s in grown[:5])
     # Under 50 bytes a job. What remains is bounded churn: sqlite3 prunes its list of
