@@ -198,6 +198,9 @@ def recover(db: DbOption = None, as_json: JsonOption = False) -> None:
     echo(f"reservations released: {report.reservations_released}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @app.command(rich_help_panel=PANEL)
 def worker(
     db: DbOption = None,
@@ -205,11 +208,30 @@ def worker(
     drain_timeout: Annotated[
         float, typer.Option(help="Seconds to let running jobs finish on SIGTERM/SIGINT.")
     ] = 300.0,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            envvar="LLMSCHED_LOG_LEVEL",
+            show_envvar=True,
+            help=f"The least severe `action=` lines shown: {', '.join(LOG_LEVELS)}.",
+        ),
+    ] = "INFO",
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="LLMSCHED_LOG_FILE",
+            show_envvar=True,
+            help="Also append the lines to this file (created mode 0600).",
+        ),
+    ] = None,
 ) -> None:
     """Run the scheduler worker: dispatch queued jobs as Prefect flow runs until stopped."""
     from flows.worker import run_worker
 
-    show_worker_logs()
+    level = log_level.upper()
+    if level not in LOG_LEVELS:
+        raise CLIError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    show_worker_logs(getattr(logging, level), log_file)
     with service(db) as svc:
         code = run_worker(svc, slots=slots, drain_timeout=drain_timeout)
     raise typer.Exit(code)
@@ -266,13 +288,23 @@ def demo(
 WORKER_LOGGERS = ("scheduler_core", "flows", "llmsched")
 
 
-def show_worker_logs(level: int = logging.INFO) -> None:
-    """The worker's own `action=...` lines on stderr at INFO. Not through the root logger:
-    importing Prefect configures logging, after which `basicConfig` does nothing."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def show_worker_logs(level: int = logging.INFO, log_file: Path | None = None) -> None:
+    """The worker's own `action=...` lines on stderr (and `log_file`) from `level` up.
+    Not through the root logger: importing Prefect configures logging, after which
+    `basicConfig` does nothing."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        try:
+            fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CLIError(f"--log-file {str(log_file)!r}: {exc.strerror}") from None
+        handlers.append(logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8")))
+    for handler in handlers:
+        handler.setFormatter(formatter)
     for name in WORKER_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        logger.addHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
         logger.propagate = False

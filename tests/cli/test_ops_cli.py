@@ -66,6 +66,14 @@ def test_setup_needs_a_prefect_server(cli: CLI) -> None:
     ]
 
 
+def test_worker_refuses_an_unknown_log_level(cli: CLI) -> None:
+    refused = cli("worker", "--log-level", "loud")
+    assert (refused.code, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        "error: --log-level must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'\n"
+    )
+
+
 def test_status(cli: CLI, setup_svc: SchedulerService) -> None:
     empty = cli("status", "--json").json()
     assert empty["running"] == [] and empty["queued"] == 0 and empty["workers"] == []

@@ -31,7 +31,10 @@ def worker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmsched", "worker", "--db", db_url],
+        [
+            *(sys.executable, "-m", "llmsched", "worker", "--db", db_url),
+            *("--log-file", str(tmp_path / "actions.log")),
+        ],
         cwd=ROOT,
         env=cli_env(LLMSCHED_HEARTBEAT_INTERVAL="0.5"),
         stdout=log,
@@ -137,3 +140,11 @@ def test_running_work_through_the_cli(
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
+    # Its action lines, on stderr and in the file it was given (private to its user).
+    actions = tmp_path / "actions.log"
+    assert actions.stat().st_mode & 0o777 == 0o600
+    for log in (actions.read_text(), (tmp_path / "worker.log").read_text()):
+        assert "action=worker_ready" in log and "action=worker_exit drained=True" in log
+        assert f"action=start job_id={first.job_id} " in log
+        assert f"action=finish job_id={first.job_id} run_id=" in log
+        assert "status=CANCELLED" in log
