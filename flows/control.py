@@ -11,7 +11,8 @@ queue. The worker looks every second (`CONTROL_INTERVAL`) at the `llmsched` work
   (a new job linked by `retry_of`) takes that flow run over;
 - a paused work pool (or its queue) stops new claims until it is resumed;
 - a flow run still "Queued" whose job was cancelled or skipped where Prefect was not
-  told (`llmsched cancel`, an API outage) ends as the job did, within `ENDS_SECONDS`;
+  told (`llmsched cancel`, an API outage) ends as the job did, and one whose job got a
+  new priority (`llmsched priority`) gets its tags, within `ENDS_SECONDS`;
 - and the worker heartbeats to the pool, so it shows on the pool's page.
 
 It also creates the flow runs of queued jobs that have none yet (queued while no Prefect
@@ -27,7 +28,6 @@ import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -61,7 +61,7 @@ from scheduler_core.errors import (
     SchedulerError,
 )
 from scheduler_core.plugins import Plugin
-from scheduler_core.statuses import JobOrigin
+from scheduler_core.statuses import JobOrigin, JobStatus
 from scheduler_core.values import Job
 
 if TYPE_CHECKING:
@@ -196,9 +196,10 @@ class PrefectControl(Plugin):
                 await client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
 
     async def _ends(self, client: PrefectClient) -> None:
-        """Flow runs still "Queued" whose job ended without them: cancelled or skipped
-        by a process that does not keep Prefect in step (`llmsched cancel`, the Python
-        API without the plugin) or while the API was down. They end as the job did."""
+        """Queued flow runs checked against their jobs, for what was changed where
+        Prefect was not told (`llmsched cancel` or `priority`, the Python API without
+        the plugin, an API outage): a job cancelled or skipped ends its run as it did; a
+        queued job's new priority shows in its run's tags."""
         runs = await self._runs(
             client,
             FlowRunFilter(
@@ -208,16 +209,19 @@ class PrefectControl(Plugin):
                 )
             ),
         )
-        ids = [str(flow_run.id) for flow_run in runs]
-        jobs = await asyncio.to_thread(self.svc.jobs_by_external_id, ids) if ids else []
+        by_id = {str(flow_run.id): flow_run for flow_run in runs}
+        jobs = await asyncio.to_thread(self.svc.jobs_by_external_id, list(by_id)) if runs else []
         for job in jobs:
+            flow_run = by_id[job.external_id or ""]
             name = ENDED_UNRUN.get(job.status)
-            if name is not None and job.external_id is not None:
+            if name is not None:
                 await client.set_flow_run_state(
-                    UUID(job.external_id),
+                    flow_run.id,
                     Cancelled(name=name, message=f"{name.lower()} in the scheduler"),
                     force=True,
                 )
+            elif job.status == JobStatus.QUEUED and set(flow_run.tags) != set(flow_run_tags(job)):
+                await client.update_flow_run(flow_run.id, tags=flow_run_tags(job))
 
     # ------------------------------------------------------------------ submissions, retries
 

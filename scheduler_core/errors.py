@@ -66,7 +66,11 @@ class DuplicateExternalIdError(InvalidStateError):
     """A job with this external id (a Prefect flow run) is queued already."""
 
 
-class ParamsImmutableError(InvalidStateError):
+class JobNotQueuedError(InvalidStateError):
+    """A job's params and priority change only while it is QUEUED (INV-001)."""
+
+
+class ParamsImmutableError(JobNotQueuedError):
     """A job's params cannot change once it has left QUEUED (INV-001)."""
 
 

@@ -40,7 +40,13 @@ from scheduler_core.signal import Signal
 from scheduler_core.spool import Spool
 from scheduler_core.statuses import JobOrigin, JobStatus
 from scheduler_core.store import Store
-from scheduler_core.validation import SpecBuilder, check_origin, check_text, statuses
+from scheduler_core.validation import (
+    SpecBuilder,
+    check_origin,
+    check_priority,
+    check_text,
+    statuses,
+)
 from scheduler_core.values import (
     Job,
     JobGroup,
@@ -300,6 +306,14 @@ class SchedulerService(DirectExecution, Dispatching):
         return self.db.write(
             lambda c: self.store.update_params(c, job_id, spec.params, resource=spec.resource)
         )
+
+    def set_priority(self, job_id: int, priority: int) -> Job:
+        """Change a QUEUED job's priority (its place in the queue); refused once it left
+        QUEUED (JobNotQueuedError)."""
+        check_priority(priority)
+        job = self.db.write(lambda c: self.store.set_priority(c, job_id, priority))
+        self.signal.notify()
+        return job
 
     # ------------------------------------------------------------------ cancelling
 

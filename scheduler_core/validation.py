@@ -60,12 +60,7 @@ class SpecBuilder:
         resource = _checked(
             jt.resource_for, params, f"cannot tell the resource class of this {job_type!r} job"
         )
-        check_int(
-            priority,
-            name="priority (higher runs first)",
-            bounds=INT32,
-            error=InvalidPriorityError,
-        )
+        check_priority(priority)
         retries = self.default_max_retries if max_retries is None else max_retries
         check_int(retries, name="max_retries", bounds=(0, 1000), error=InvalidJobError)
         if position is not None:
@@ -196,3 +191,9 @@ def check_origin(origin: Any) -> JobOrigin:
     except ValueError:
         valid = ", ".join(o.value for o in JobOrigin)
         raise InvalidJobError(f"unknown origin {origin!r}; valid: {valid}") from None
+
+
+def check_priority(priority: Any) -> None:
+    check_int(
+        priority, name="priority (higher runs first)", bounds=INT32, error=InvalidPriorityError
+    )

@@ -232,6 +232,24 @@ def cancel(
 
 
 @app.command(rich_help_panel=PANEL)
+def priority(
+    job_id: Annotated[int, typer.Argument(help="The job id.")],
+    value: Annotated[int, typer.Argument(metavar="PRIORITY", help="Higher runs first.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a queued job's priority (its place in the queue); refused once it started."""
+    from scheduler_core.representation import job_to_dict
+
+    with service(db) as svc:
+        job = svc.set_priority(job_id, value)
+    if as_json:
+        emit_json(job_to_dict(job))
+        return
+    echo(f"job {job.job_id} now has priority {job.priority}")
+
+
+@app.command(rich_help_panel=PANEL)
 def retry(
     run_id: Annotated[int, typer.Argument(help="The id of a FAILED or CANCELLED run.")],
     db: DbOption = None,

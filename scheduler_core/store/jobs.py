@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from scheduler_core.errors import JobNotFoundError, ParamsImmutableError
+from scheduler_core.errors import JobNotFoundError, JobNotQueuedError, ParamsImmutableError
 from scheduler_core.prepared import prepared
 from scheduler_core.rules import cancel, groups
 from scheduler_core.rules.retry import retry_values
@@ -133,17 +133,33 @@ class JobsStore(StoreBase):
     ) -> Job:
         """INV-001: params change only while the job is QUEUED."""
         self.ensure_resources(conn, [resource])
+        return self._update_queued(
+            conn, job_id, "params", ParamsImmutableError, params=params, resource=resource
+        )
+
+    def set_priority(self, conn: Connection, job_id: int, priority: int) -> Job:
+        return self._update_queued(conn, job_id, "priority", JobNotQueuedError, priority=priority)
+
+    def _update_queued(
+        self,
+        conn: Connection,
+        job_id: int,
+        what: str,
+        error: type[JobNotQueuedError],
+        **values: Any,
+    ) -> Job:
         stmt = (
             sa.update(J)
             .where(J.c.job_id == job_id, J.c.status == JobStatus.QUEUED.value)
-            .values(params=params, resource=resource)
+            .values(**values)
             .returning(*J.c)
         )
         row = conn.execute(stmt).first()
         if row is None:
             job = self.get_job(conn, job_id)
-            raise ParamsImmutableError(
-                f"job {job_id} is {job.status.value}: params can only change while QUEUED (INV-001)"
+            raise error(
+                f"job {job_id} is {job.status.value}: its {what} can only change while it is "
+                "QUEUED (INV-001)"
             )
         return rows.job(row)
 

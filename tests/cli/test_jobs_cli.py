@@ -208,6 +208,35 @@ def test_cancel_a_queued_job_and_refuse_the_rest(cli: CLI, setup_svc: SchedulerS
     assert not_int.code == 2 and "Invalid value for 'job_id'" in not_int.error
 
 
+def test_priority_of_a_queued_job(cli: CLI, setup_svc: SchedulerService) -> None:
+    first = setup_svc.enqueue_job("story", {"theme": "first"})
+    second = setup_svc.enqueue_job("story", {"theme": "second"})
+    done = setup_svc.enqueue_job("research", {"topic": "d"}, priority=9)
+    setup_svc.dispatch_one()  # runs `done` (highest priority)
+    # A negative value follows `--`, which ends the options (--db goes before it).
+    lowered = cli(
+        *("priority", "--db", cli.db_url, str(first.job_id), "--json", "--", "-3"), db=False
+    )
+    raised, ended, missing, too_big = cli.many(
+        [
+            ["priority", str(second.job_id), "5"],
+            ["priority", str(done.job_id), "1"],
+            ["priority", "777", "1"],
+            ["priority", str(first.job_id), str(2**31)],
+        ]
+    )
+    assert raised.code == 0 and raised.stdout == f"job {second.job_id} now has priority 5\n"
+    assert lowered.json()["priority"] == -3
+    assert [j.job_id for j in setup_svc.list_queued_jobs()] == [second.job_id, first.job_id]
+    assert ended.code == 2 and ended.error == (
+        f"error: job {done.job_id} is COMPLETED: its priority can only change while it is "
+        "QUEUED (INV-001)"
+    )
+    assert missing.code == 2 and missing.error == "error: job 777 does not exist"
+    assert too_big.code == 2 and "priority (higher runs first)" in too_big.error
+    assert setup_svc.get_job(first.job_id or 0).priority == -3
+
+
 def test_retry_a_failed_run(cli: CLI, setup_svc: SchedulerService) -> None:
     failed = setup_svc.enqueue_job("story", {"theme": "f", "fail": "always"}, max_retries=0)
     ok = setup_svc.enqueue_job("story", {"theme": "fine"})

@@ -18,6 +18,7 @@ COMMANDS = [
     ["jobs"],
     ["show"],
     ["cancel"],
+    ["priority"],
     ["retry"],
     ["run"],
     ["status"],

@@ -227,13 +227,26 @@ def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
         timeout=30,
         what="the cancelled job's flow run to end Cancelled",
     )
+    # Likewise a queued job's new priority: its run's tags follow.
+    moved = subprocess.run(
+        [sys.executable, "-m", "llmsched", "priority", str(low.job_id), "2", "--db", worker.db_url],
+        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    low_run = svc.get_job(low.job_id or 0).external_id
+    wait_for(
+        lambda: worker.alive() and "priority:2" in flow_run(low_run or "").tags,
+        timeout=30,
+        what="the run's priority tag to follow",
+    )
+    assert "priority:1" not in flow_run(low_run or "").tags
 
     pool_paused(pool, False)
     jobs = [low, high, cli_job, rest_job]
     for job in jobs:
         wait_job(svc, job.job_id or 0, JobStatus.COMPLETED)
     started = sorted(jobs, key=lambda j: svc.get_job(j.job_id or 0).started_at)  # type: ignore[arg-type, return-value]
-    assert [j.priority for j in started] == [9, 5, 3, 1]
+    assert [svc.get_job(j.job_id or 0).priority for j in started] == [9, 5, 3, 2]
     for job in jobs:
         current = svc.get_job(job.job_id or 0)
         run = svc.get_job_run_for_job(job.job_id or 0)

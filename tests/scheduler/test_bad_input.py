@@ -17,6 +17,7 @@ from scheduler_core import (
     InvalidParamsError,
     InvalidPriorityError,
     JobNotFoundError,
+    JobNotQueuedError,
     JobStatus,
     ParamsImmutableError,
     SchedulerError,
@@ -120,6 +121,26 @@ def test_changing_params_after_dispatch_is_refused(
     with refused(jobs, ParamsImmutableError, "COMPLETED"):
         jobs.update_job_params(job.job_id, {"name": "changed"})
     assert jobs.get_job(job.job_id).params == {"name": "fixed", "block": True}
+
+
+def test_changing_priority_is_refused_after_dispatch_for_bad_values_and_unknown_jobs(
+    jobs: SchedulerService, handler: GateHandler
+) -> None:
+    job = jobs.enqueue_job("job", {"name": "placed", "block": True}, priority=2)
+    for bad in ("5", 1.5, True, 2**31):
+        with refused(jobs, InvalidPriorityError, "priority", repr(bad)):
+            jobs.set_priority(job.job_id, bad)  # type: ignore[arg-type]
+    with refused(jobs, JobNotFoundError, "31337"):
+        jobs.set_priority(31337, 1)
+    thread, _ = run_in_thread(jobs.dispatch_one)
+    try:
+        handler.wait_started("placed")
+        with refused(jobs, JobNotQueuedError, str(job.job_id), "RUNNING", "QUEUED"):
+            jobs.set_priority(job.job_id, 7)
+    finally:
+        handler.release("placed")
+        thread.join(10)
+    assert jobs.get_job(job.job_id).priority == 2
 
 
 def test_changing_params_of_an_unknown_job_is_refused(jobs: SchedulerService) -> None:

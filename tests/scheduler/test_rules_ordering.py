@@ -33,6 +33,19 @@ def test_higher_priority_runs_first(jobs: SchedulerService, handler: GateHandler
     assert handler.started == ["p7", "p3", "p0", "p-5"]
 
 
+def test_a_queued_job_moves_when_its_priority_changes(
+    jobs: SchedulerService, handler: GateHandler
+) -> None:
+    for name in ("a", "b", "c"):
+        jobs.enqueue_job("job", {"name": name})
+    changed = jobs.set_priority(3, 9)
+    assert (changed.job_id, changed.priority, changed.status) == (3, 9, JobStatus.QUEUED)
+    jobs.set_priority(1, -1)
+    assert queued_names(jobs) == ["c", "b", "a"]
+    assert drain(jobs) == 3
+    assert handler.started == ["c", "b", "a"]
+
+
 def test_same_priority_runs_in_position_order(jobs: SchedulerService, handler) -> None:
     for name, position in [("at30", 30), ("at10", 10), ("at20", 20)]:
         jobs.enqueue_job("job", {"name": name}, priority=1, position=position)
