@@ -48,15 +48,28 @@ def group_name(name: str, scheduled: datetime) -> str:
     return f"{name} {scheduled.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
 
 
+def submission_key(deployment_id: str | None, flow_run_id: str, scheduled: datetime) -> str:
+    """The group's idempotency key: one group per scheduled slot of a deployment, so a
+    UI Retry or a Prefect retry of that slot's run queues nothing more; per flow run
+    when the flow is called without a deployment."""
+    if deployment_id:
+        return f"deployment:{deployment_id}@{scheduled.astimezone(UTC).isoformat()}"
+    return f"flow-run:{flow_run_id}"
+
+
 def submit(
-    jobs: list[ScheduledJob], name: str, database_url: str | None
+    jobs: list[ScheduledJob], name: str, database_url: str | None, key: str | None = None
 ) -> tuple[JobGroup, list[Job], str]:
     """Validate every member against its pipeline's signature, then queue them in one
-    transaction: a bad member queues nothing."""
+    transaction: a bad member queues nothing; a group queued with `key` before is
+    returned as it is."""
     with SchedulerService.open(database_url) as svc:
         install_pipelines(svc)
         group, members = svc.create_job_group(
-            jobs=[job.model_dump() for job in jobs], name=name, origin=JobOrigin.SCHEDULE
+            jobs=[job.model_dump() for job in jobs],
+            name=name,
+            origin=JobOrigin.SCHEDULE,
+            key=key,
         )
         where = svc.db.engine.url.render_as_string(hide_password=True)
     return group, members, where
@@ -83,7 +96,8 @@ def summary(group: JobGroup, members: list[Job], *, database: str) -> str:
 @flow(
     name="submit-job-group",
     flow_run_name="submit {name}",
-    retries=0,  # a retry after the commit would queue the group twice
+    retries=2,  # safe: the slot's key (submission_key) queues the group once
+    retry_delay_seconds=10,
     description="Queue a sequential job group for the scheduler worker; runs no job itself.",
 )
 async def submit_job_group(
@@ -98,8 +112,9 @@ async def submit_job_group(
     """
     logger = get_run_logger()
     full_name = group_name(name, flow_run.scheduled_start_time)
+    key = submission_key(flow_run.deployment_id, flow_run.id, flow_run.scheduled_start_time)
     # The scheduler's API is synchronous; keep it off the flow's event loop.
-    group, members, where = await asyncio.to_thread(submit, jobs, full_name, database_url)
+    group, members, where = await asyncio.to_thread(submit, jobs, full_name, database_url, key)
     logger.info(
         "queued job group %s %r with origin schedule in %s: jobs %s",
         group.group_id,

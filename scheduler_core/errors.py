@@ -22,6 +22,10 @@ class InvalidParamsError(InvalidJobError):
     """Job params must be a JSON object (a dict of JSON-serialisable values)."""
 
 
+class KeyReusedError(InvalidJobError):
+    """An idempotency key already names different work (keys.py)."""
+
+
 class InvalidPriorityError(InvalidJobError):
     """Priority must be an integer (higher runs first)."""
 

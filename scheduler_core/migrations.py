@@ -38,7 +38,14 @@ def _job_control(ops: Operations) -> None:
     ops.create_index("ix_job_external_id", "job", ["external_id"], unique=True)
 
 
-STEPS: dict[int, Callable[[Operations], None]] = {2: _job_timeout, 3: _job_control}
+def _keys(ops: Operations) -> None:
+    """v4: idempotency keys of jobs and groups (one row per key)."""
+    for table in ("job", "job_group"):
+        ops.add_column(table, sa.Column("key", sa.String(256), nullable=True))
+        ops.create_index(f"ix_{table}_key", table, ["key"], unique=True)
+
+
+STEPS: dict[int, Callable[[Operations], None]] = {2: _job_timeout, 3: _job_control, 4: _keys}
 """The step that brings a database to each version."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from scheduler_core import keys
 from scheduler_core.availability import Availability
 from scheduler_core.cancellation import Cancellations
 from scheduler_core.database import Database, create_engine, create_schema
@@ -231,13 +232,16 @@ class SchedulerService(DirectExecution, Dispatching):
         origin: JobOrigin | str = JobOrigin.QUEUE,
         timeout_seconds: float | None = None,
         external_id: str | None = None,
+        key: str | None = None,
     ) -> Job:
         """Queue one job; it runs when it is first in line and its resource has a slot.
 
         `timeout_seconds`: this job's execution deadline (default: its type's, else the
         job_timeout_seconds setting). `external_id`: the job's id in an orchestrator it
         was submitted through (a Prefect flow run id); one job per id
-        (DuplicateExternalIdError).
+        (DuplicateExternalIdError). `key`: an idempotency key (keys.py): the job queued
+        with it before is returned and nothing is written (KeyReusedError if that job
+        has another type or params).
         """
         spec = self.specs.build(
             job_type,
@@ -252,9 +256,16 @@ class SchedulerService(DirectExecution, Dispatching):
         if external_id is not None:
             check_text(external_id, name="external_id", limit=64)
             spec = replace(spec, external_id=external_id)
+        if key is not None:
+            check_text(key, name="key", limit=256)
+            spec = replace(spec, key=key)
+            if (found := self.job_by_key(key)) is not None:
+                return keys.same_job(found, spec)
         try:
             (job,) = self.db.write(lambda c: self.store.insert_jobs(c, [spec], now=utcnow()))
         except IntegrityError as exc:
+            if key is not None and (found := self.job_by_key(key)) is not None:
+                return keys.same_job(found, spec)  # another process was first
             raise DuplicateExternalIdError(
                 f"a job with external id {external_id!r} exists already; find it with "
                 "job_by_external_id()"
@@ -281,8 +292,12 @@ class SchedulerService(DirectExecution, Dispatching):
         *,
         name: str = "",
         origin: JobOrigin | str = JobOrigin.QUEUE,
+        key: str | None = None,
     ) -> tuple[JobGroup, list[Job]]:
-        """Queue members that run strictly one after another and stop on failure."""
+        """Queue members that run strictly one after another and stop on failure.
+
+        `key`: an idempotency key, as for enqueue_job: the group queued with it before
+        is returned with its members, and nothing is written."""
         check_text(name, name="group name", limit=256)
         if not jobs:
             raise EmptyGroupError(
@@ -293,9 +308,18 @@ class SchedulerService(DirectExecution, Dispatching):
             replace(self.specs.from_mapping(j, index=i), origin=member_origin)
             for i, j in enumerate(jobs)
         ]
-        group, members = self.db.write(
-            lambda c: self.store.insert_group(c, name=name, specs=specs, now=utcnow())
-        )
+        if key is not None:
+            check_text(key, name="key", limit=256)
+            if (found := self.group_by_key(key)) is not None:
+                return keys.same_group(found, key, name, specs)
+        try:
+            group, members = self.db.write(
+                lambda c: self.store.insert_group(c, name=name, specs=specs, now=utcnow(), key=key)
+            )
+        except IntegrityError:
+            if key is None or (found := self.group_by_key(key)) is None:
+                raise
+            return keys.same_group(found, key, name, specs)  # another process was first
         self._queued(members)
         return group, members
 
@@ -405,6 +429,14 @@ class SchedulerService(DirectExecution, Dispatching):
         return job
 
     # ------------------------------------------------------------------ external ids
+
+    def job_by_key(self, key: str) -> Job | None:
+        """The job queued with this idempotency key, if any."""
+        return self.db.read(lambda c: self.store.job_by_key(c, key))
+
+    def group_by_key(self, key: str) -> tuple[JobGroup, list[Job]] | None:
+        """The group queued with this idempotency key and its members, if any."""
+        return self.db.read(lambda c: self.store.group_by_key(c, key))
 
     def job_by_external_id(self, external_id: str) -> Job | None:
         found = self.jobs_by_external_id([external_id])

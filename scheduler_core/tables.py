@@ -63,6 +63,7 @@ class JobRecord(Job, table=True):
             postgresql_where=sa.text("group_id IS NOT NULL"),
         ),
         sa.Index("ix_job_external_id", "external_id", unique=True),
+        sa.Index("ix_job_key", "key", unique=True),
         sa.Index(
             "ix_job_retry_of",
             "retry_of",
@@ -100,6 +101,7 @@ class JobRunRecord(JobRun, table=True):
 
 class JobGroupRecord(JobGroup, table=True):
     __tablename__ = "job_group"
+    __table_args__ = (sa.Index("ix_job_group_key", "key", unique=True),)
 
     status: JobGroupStatus = _status(JobGroupStatus.QUEUED)
     origin: JobOrigin = _status(JobOrigin.QUEUE)
@@ -155,7 +157,7 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime = _ts(required=True)
 
 
-SCHEMA_VERSION = 3  # migrations.py brings older databases here
+SCHEMA_VERSION = 4  # migrations.py brings older databases here
 
 JOBS: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]

@@ -53,6 +53,8 @@ class Job(SQLModel):
     # The job's identity in an orchestrator outside the scheduler (a Prefect flow run id):
     # one job per external id, so a run submitted there is queued here once.
     external_id: str | None = Field(default=None, max_length=64)
+    # The submitter's idempotency key: one job per key (a second submission returns it).
+    key: str | None = Field(default=None, max_length=256)
     created_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -89,6 +91,7 @@ class JobGroup(SQLModel):
     size: int = 0
     cancel_requested: bool = False
     origin: JobOrigin = JobOrigin.QUEUE
+    key: str | None = Field(default=None, max_length=256)  # as Job.key, one group per key
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -134,6 +137,7 @@ class JobSpec:
     not_before: datetime | None = None
     timeout_seconds: float | None = None
     external_id: str | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,14 @@ ParamsJsonOption = Annotated[
         help="Params as one JSON object; KEY=VALUE arguments override its keys.",
     ),
 ]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="Idempotency key: if work was queued with this key before, it is shown and "
+        "nothing is queued (a different request under the same key is refused).",
+    ),
+]
 ModelOption = Annotated[
     str | None,
     typer.Option(

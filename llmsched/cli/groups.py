@@ -13,6 +13,7 @@ from llmsched.cli._common import (
     CLIError,
     DbOption,
     JsonOption,
+    KeyOption,
     add_row,
     echo,
     emit_json,
@@ -133,6 +134,7 @@ def group_submit(
     name: Annotated[
         str | None, typer.Option(help="Group name (default: the file's name, else its stem).")
     ] = None,
+    key: KeyOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -148,8 +150,9 @@ def group_submit(
     group_name = name if name is not None else (spec["name"] or file.stem)
     with service(db, pipelines=True) as svc:
         check_jobs(svc, file, spec["jobs"])
+        known = svc.group_by_key(key) if key is not None else None
         try:
-            group, members = svc.create_job_group(jobs=spec["jobs"], name=group_name)
+            group, members = svc.create_job_group(jobs=spec["jobs"], name=group_name, key=key)
         except (DatabaseUnavailableError, NotFoundError):
             raise
         except SchedulerError as exc:
@@ -158,6 +161,12 @@ def group_submit(
         emit_json({"group": group_to_dict(group), "jobs": [job_to_dict(j) for j in members]})
         return
     ids = ", ".join(str(m.job_id) for m in members)
+    if known is not None:
+        echo(
+            f"group {group.group_id} {group.name!r} was queued with key {key!r} before "
+            f"({group.status.value}; jobs {ids}): nothing queued"
+        )
+        return
     echo(f"queued group {group.group_id} {group.name!r}: {len(members)} jobs ({ids})")
 
 

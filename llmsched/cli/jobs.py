@@ -12,6 +12,7 @@ from llmsched.cli._common import (
     EXIT_OK,
     DbOption,
     JsonOption,
+    KeyOption,
     ModelOption,
     ParamsArg,
     ParamsJsonOption,
@@ -67,6 +68,7 @@ def submit(
             help="Execution deadline in seconds (default: LLMSCHED_JOB_TIMEOUT_SECONDS, 3600)."
         ),
     ] = None,
+    key: KeyOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -79,11 +81,23 @@ def submit(
     values = build_params(params, params_json, model)
     with service(db, pipelines=True) as svc:
         check_job_type(svc, job_type)
+        known = svc.job_by_key(key) if key is not None else None
         job = svc.enqueue_job(
-            job_type, values, priority=priority, max_retries=max_retries, timeout_seconds=timeout
+            job_type,
+            values,
+            priority=priority,
+            max_retries=max_retries,
+            timeout_seconds=timeout,
+            key=key,
         )
     if as_json:
         emit_json(job_to_dict(job))
+        return
+    if known is not None:
+        echo(
+            f"job {job.job_id} was queued with key {key!r} before ({job.status.value}): "
+            "nothing queued"
+        )
         return
     echo(
         f"queued job {job.job_id} ({job.job_type}, priority {job.priority}, "

@@ -35,7 +35,13 @@ class GroupsStore(StoreBase):
         ) -> list[Job]: ...
 
     def insert_group(
-        self, conn: Connection, *, name: str, specs: Sequence[JobSpec], now: datetime
+        self,
+        conn: Connection,
+        *,
+        name: str,
+        specs: Sequence[JobSpec],
+        now: datetime,
+        key: str | None = None,
     ) -> tuple[JobGroup, list[Job]]:
         origin = specs[0].origin if specs else JobOrigin.QUEUE
         row = conn.execute(
@@ -46,6 +52,7 @@ class GroupsStore(StoreBase):
                 size=len(specs),
                 cancel_requested=False,
                 origin=origin.value,
+                key=key,
                 created_at=now,
             )
             .returning(*G.c)
@@ -53,6 +60,17 @@ class GroupsStore(StoreBase):
         group = rows.group(row)
         jobs = self.insert_jobs(conn, specs, group_id=group.group_id, now=now)
         return group, jobs
+
+    def group_by_key(self, conn: Connection, key: str) -> tuple[JobGroup, list[Job]] | None:
+        row = conn.execute(sa.select(G).where(G.c.key == key)).first()
+        if row is None:
+            return None
+        members = conn.execute(
+            sa.select(J)
+            .where(J.c.group_id == row.group_id, J.c.retry_of.is_(None))
+            .order_by(J.c.sequence)
+        )
+        return rows.group(row), [rows.job(m) for m in members]
 
     def get_group(self, conn: Connection, group_id: int) -> JobGroup:
         row = conn.execute(sa.select(G).where(G.c.group_id == group_id)).first()

@@ -52,6 +52,7 @@ JOB_INSERT_KEYS = (
     "timeout_seconds",
     "cancel_requested",
     "external_id",
+    "key",
 )
 RUN_INSERT_KEYS = (
     "job_id",

@@ -70,6 +70,7 @@ class JobsStore(StoreBase):
                 "timeout_seconds": s.timeout_seconds,
                 "cancel_requested": False,
                 "external_id": s.external_id,
+                "key": s.key,
             }
             for i, s in enumerate(specs)
         ]
@@ -195,6 +196,10 @@ class JobsStore(StoreBase):
                 sa.select(J.c.job_id).where(J.c.job_id.in_(job_ids), J.c.cancel_requested.is_(True))
             ).scalars()
         )
+
+    def job_by_key(self, conn: Connection, key: str) -> Job | None:
+        row = conn.execute(sa.select(J).where(J.c.key == key)).first()
+        return None if row is None else rows.job(row)
 
     def jobs_by_external_id(self, conn: Connection, external_ids: Sequence[str]) -> list[Job]:
         found: list[Job] = []

@@ -143,3 +143,29 @@ def test_group_show_and_cancel(cli: CLI, setup_svc: SchedulerService) -> None:
     assert unknown.code == 2 and unknown.error == "error: job group 999 does not exist"
     again = cli("group", "cancel", oid, "--json").json()
     assert set(again) == GROUP_KEYS and again["status"] == "CANCELLED"
+
+
+def test_submissions_with_a_key_queue_once(
+    cli: CLI, setup_svc: SchedulerService, tmp_path: Path
+) -> None:
+    group_file = tmp_path / "nightly.yaml"
+    group_file.write_text("jobs:\n  - job_type: story\n    params: {theme: dawn}\n")
+    first, again = (cli("group", "submit", str(group_file), "--key", "night-1") for _ in range(2))
+    assert first.stdout.startswith("queued group "), first
+    (job,) = setup_svc.list_jobs()
+    assert again.code == 0 and again.stdout == (
+        f"group {job.group_id} 'nightly' was queued with key 'night-1' before (QUEUED; jobs "
+        f"{job.job_id}): nothing queued\n"
+    )
+    single = [cli("submit", "story", "theme=dusk", "--key", "dusk-1") for _ in range(2)]
+    assert single[0].stdout.startswith("queued job ")
+    job_id = int(single[0].stdout.split()[2])
+    assert single[1].stdout == (
+        f"job {job_id} was queued with key 'dusk-1' before (QUEUED): nothing queued\n"
+    )
+    other = cli("submit", "story", "theme=other", "--key", "dusk-1")
+    assert other.code == 2 and other.error == (
+        f"error: key 'dusk-1' already names job {job_id} (story) with other params; use a new "
+        "key for different work"
+    )
+    assert len(setup_svc.list_jobs()) == 2

@@ -17,9 +17,11 @@ def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
         job = svc.enqueue_job("job", {"kept": True})
 
         def downgrade(conn: sa.Connection) -> None:  # the schema as release 1 wrote it
-            conn.execute(sa.text("DROP INDEX ix_job_external_id"))
-            for column in ("timeout_seconds", "cancel_requested", "external_id"):
+            for index in ("ix_job_external_id", "ix_job_key", "ix_job_group_key"):
+                conn.execute(sa.text(f"DROP INDEX {index}"))
+            for column in ("timeout_seconds", "cancel_requested", "external_id", "key"):
                 conn.execute(sa.text(f"ALTER TABLE job DROP COLUMN {column}"))
+            conn.execute(sa.text("ALTER TABLE job_group DROP COLUMN key"))
             conn.execute(sa.text("DELETE FROM schema_version"))
             conn.execute(
                 sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"),
@@ -36,8 +38,9 @@ def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
         assert svc.get_job(job.job_id or 0).params == {"kept": True}
         kept = svc.get_job(job.job_id or 0)
         assert kept.timeout_seconds is None and kept.external_id is None
-        assert kept.cancel_requested is False
-        svc.enqueue_job("job", timeout_seconds=5)
+        assert kept.cancel_requested is False and kept.key is None
+        svc.enqueue_job("job", timeout_seconds=5, key="after the upgrade")
+        assert svc.enqueue_job("job", key="after the upgrade").job_id == job.job_id + 1  # type: ignore[operator]
         assert [j.status for j in svc.list_jobs()] == [JobStatus.QUEUED] * 2
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:  # opening again: no-op
         assert (

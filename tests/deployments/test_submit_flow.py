@@ -1,0 +1,44 @@
+"""The submit-job-group flow queues one group per scheduled slot: run twice for the same
+deployment and scheduled time (a UI Retry, a Prefect retry), it queues nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect.runtime import flow_run as runtime_flow_run
+
+from flows.submit import ScheduledJob, submit_job_group
+from scheduler_core import SchedulerService
+from tests.deployments.support import OFFLINE_MODELS
+
+SLOT = "2026-12-01T02:00:00+00:00"
+
+
+def test_a_scheduled_slot_run_twice_queues_one_group(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    jobs = [
+        ScheduledJob(job_type="story", params={"theme": "t", "model": OFFLINE_MODELS["story"]}),
+        ScheduledJob(job_type="research", params={"topic": "r"}),
+    ]
+    # What Prefect's runtime reports inside a deployment's scheduled run.
+    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__DEPLOYMENT_ID", "nightly-deployment")
+    slot = datetime.fromisoformat(SLOT)
+    monkeypatch.setattr(runtime_flow_run, "scheduled_start_time", slot, raising=False)
+
+    def run() -> int:
+        return asyncio.run(submit_job_group(jobs=jobs, name="nightly", database_url=db_url))
+
+    first, again = run(), run()
+    monkeypatch.setattr(runtime_flow_run, "scheduled_start_time", slot + timedelta(days=1))
+    next_night = run()
+    assert first == again != next_night
+    with SchedulerService.open(db_url) as svc:
+        assert len(svc.list_jobs()) == 4  # two nights, two members each
+        group = svc.get_job_group(first)
+        assert group.key == f"deployment:nightly-deployment@{SLOT}"
+        assert group.name == "nightly 2026-12-01T02:00Z"
