@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.group_artifact import cell
@@ -112,7 +112,7 @@ async def submit_job_group(
     """
     logger = get_run_logger()
     full_name = group_name(name, flow_run.scheduled_start_time)
-    key = submission_key(flow_run.deployment_id, flow_run.id, flow_run.scheduled_start_time)
+    key = submission_key(deployment.id, flow_run.id, flow_run.scheduled_start_time)
     # The scheduler's API is synchronous; keep it off the flow's event loop.
     group, members, where = await asyncio.to_thread(submit, jobs, full_name, database_url, key)
     logger.info(

@@ -14,6 +14,7 @@ GROUP_KEYS = {
     "status",
     "size",
     "origin",
+    "key",
     "cancel_requested",
     "created_at",
     "started_at",

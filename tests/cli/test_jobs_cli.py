@@ -20,6 +20,8 @@ JOB_KEYS = {
     "sequence",
     "held",
     "origin",
+    "key",
+    "external_id",
     "worker_id",
     "not_before",
     "created_at",

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.submit import ScheduledJob, submit_job_group
@@ -26,7 +27,7 @@ def test_a_scheduled_slot_run_twice_queues_one_group(
         ScheduledJob(job_type="research", params={"topic": "r"}),
     ]
     # What Prefect's runtime reports inside a deployment's scheduled run.
-    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__DEPLOYMENT_ID", "nightly-deployment")
+    monkeypatch.setattr(runtime_deployment, "id", "nightly-deployment", raising=False)
     slot = datetime.fromisoformat(SLOT)
     monkeypatch.setattr(runtime_flow_run, "scheduled_start_time", slot, raising=False)
 
