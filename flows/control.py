@@ -12,7 +12,7 @@ queue. The worker looks every second (`CONTROL_INTERVAL`) at the `llmsched` work
 - a paused work pool (or its queue) stops new claims until it is resumed;
 - a flow run still "Queued" whose job was cancelled or skipped where Prefect was not
   told (`llmsched cancel`, an API outage) ends as the job did, and one whose job got a
-  new priority (`llmsched priority`) gets its tags, within `ENDS_SECONDS`;
+  new priority (`llmsched priority`) gets its tags, within `RECONCILE_SECONDS`;
 - and the worker heartbeats to the pool, so it shows on the pool's page.
 
 It also creates the flow runs of queued jobs that have none yet (queued while no Prefect
@@ -74,7 +74,7 @@ log = logging.getLogger("flows.control")
 CONTROL_INTERVAL = 1.0
 HEARTBEAT_SECONDS = 30.0
 CANCEL_LOOKBACK = timedelta(days=1)  # cancels made while no worker ran
-ENDS_SECONDS = 5.0  # how often queued flow runs are checked against their jobs
+RECONCILE_SECONDS = 5.0  # how often queued flow runs are checked against their jobs
 POOL_PAUSED = "prefect work pool"
 BATCH = 50  # queued jobs given a flow run per pass
 PAGE = 200  # the server's largest page
@@ -92,7 +92,7 @@ class PrefectControl(Plugin):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._beat_at = 0.0
-        self._ends_at = 0.0
+        self._reconciled_at = 0.0
         self._cancels_since: Any = None
         svc.availability.add_probe(POOL_PAUSED, lambda: not self.paused)
 
@@ -132,9 +132,9 @@ class PrefectControl(Plugin):
             self._cancels_since = started - timedelta(seconds=30)
             await self._new_runs(client)
             await self._missing_runs()
-            if time.monotonic() - self._ends_at >= ENDS_SECONDS:
-                await self._ends(client)
-                self._ends_at = time.monotonic()
+            if time.monotonic() - self._reconciled_at >= RECONCILE_SECONDS:
+                await self._reconcile(client)
+                self._reconciled_at = time.monotonic()
 
     # ------------------------------------------------------------------ the pool
 
@@ -195,7 +195,7 @@ class PrefectControl(Plugin):
                 # Nothing of ours runs it: its cancellation is complete.
                 await client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
 
-    async def _ends(self, client: PrefectClient) -> None:
+    async def _reconcile(self, client: PrefectClient) -> None:
         """Queued flow runs checked against their jobs, for what was changed where
         Prefect was not told (`llmsched cancel` or `priority`, the Python API without
         the plugin, an API outage): a job cancelled or skipped ends its run as it did; a
