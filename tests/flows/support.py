@@ -12,6 +12,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.guard import OLLAMA_LIMIT
+from scheduler_core import JobStatus, SchedulerService
+from scheduler_core.values import Job, JobRun
 
 T = TypeVar("T")
 
@@ -53,3 +55,17 @@ async def stays(
         if not await check():
             raise AssertionError(f"expected {what} for {seconds}s, but it stopped")
         await asyncio.sleep(0.05)
+
+
+def dispatch_until_ended(svc: SchedulerService, timeout: float = 60) -> tuple[Job, JobRun]:
+    """Dispatch the queued job until it ends. A claim the Prefect server delays past a
+    short deadline hands the job back (the API's delay, not the job's failure); the
+    next claim gets it again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = svc.dispatch_one()
+        assert done is not None, "nothing to dispatch"
+        job, run = done
+        if job.status != JobStatus.QUEUED:
+            return job, run
+        assert time.monotonic() < deadline, f"job {job.job_id} still handed back: {run.error}"

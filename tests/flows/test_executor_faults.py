@@ -5,7 +5,6 @@ back to the queue), and the flow runs it interrupted are set Crashed once it ans
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import httpx
@@ -18,6 +17,7 @@ from flows import prefect_faults
 from flows.executor import install_prefect, register_flow
 from flows.llm.errors import LLMConnectionError
 from scheduler_core import JobStatus, SchedulerService
+from tests.flows.support import dispatch_until_ended
 
 
 @flow(name="sleeps-for-ever", persist_result=False)
@@ -33,15 +33,7 @@ def test_a_flow_past_its_deadline_is_cancelled_and_its_flow_run_fails(
     install_prefect(svc)
     register_flow(svc, "sleeper", sleeper, resource="external")
     job = svc.enqueue_job("sleeper", timeout_seconds=1, max_retries=0)
-    # A claim the server delays past the deadline hands the job back; the flow's own
-    # overrun ends it.
-    deadline = time.monotonic() + 60
-    while True:
-        done = svc.dispatch_one()
-        assert done is not None
-        ended, run = done
-        if ended.status != JobStatus.QUEUED or time.monotonic() > deadline:
-            break
+    ended, run = dispatch_until_ended(svc)
     assert ended.status == JobStatus.FAILED and "deadline exceeded" in (run.error or "")
     assert run.flow_run_id
 

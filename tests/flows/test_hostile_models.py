@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from flows.guard import OLLAMA_LIMIT
 from flows.pipelines import install_pipelines
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.representation import run_to_dict
+from tests.flows.support import dispatch_until_ended
 from tests.llm_server.process import LLMServerProcess
 
 
@@ -40,10 +40,7 @@ def test_an_endless_ollama_stream_hits_the_deadline_and_frees_the_ollama_slot(
     svc.enqueue_job(
         "story", story("a night", "ollama/endless-m", out_dir), timeout_seconds=3, max_retries=0
     )
-    started = time.monotonic()
-    done = svc.dispatch_one()
-    assert done is not None and time.monotonic() - started < 20
-    job, run = done
+    job, run = dispatch_until_ended(svc)
     assert job.status == JobStatus.FAILED and "deadline exceeded" in (run.error or "")
     assert svc.leases_of(run.run_id or 0) == []
     assert asyncio.run(active_ollama_slots()) == 0
