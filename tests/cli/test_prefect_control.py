@@ -185,13 +185,18 @@ def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
     assert done.returncode == 0, done.stderr
     deployment_id = flow_run(svc.get_job(low.job_id or 0).external_id or "").deployment_id
     api = env["PREFECT_API_URL"]
-    posted = httpx.post(
-        f"{api}/deployments/{deployment_id}/create_flow_run",
-        json={
-            "parameters": {"theme": "from rest", "model": OFFLINE, "output_dir": out},
-            "tags": ["priority:3"],
-        },
-        timeout=30,
+    # As a tool such as n8n posts it: a busy server on SQLite may answer 503 ("database
+    # is locked"), which a client retries, as Prefect's own client does.
+    body = {
+        "parameters": {"theme": "from rest", "model": OFFLINE, "output_dir": out},
+        "tags": ["priority:3"],
+    }
+    url = f"{api}/deployments/{deployment_id}/create_flow_run"
+    posted = wait_for(
+        lambda: (r := httpx.post(url, json=body, timeout=30)).status_code != 503 and r,
+        timeout=60,
+        interval=1,
+        what="the REST submission to be accepted",
     )
     assert posted.status_code == 201, posted.text
     rest_run_id = posted.json()["id"]
