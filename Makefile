@@ -23,8 +23,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The suite on TEST_PROCESSES processes, then alone the tests that stop the PostgreSQL
-# server all the others use (marked `serial`).
+# The suite on TEST_PROCESSES processes, then alone the tests marked `serial` (they
+# stop the PostgreSQL
+# server the others use, or measure memory).
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -n $(TEST_PROCESSES) -m "not serial"
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m serial

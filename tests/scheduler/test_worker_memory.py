@@ -79,6 +79,7 @@ def _traced_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) ->
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # counts this process's memory: alone, not beside other tests
 def test_worker_loop_keeps_no_state_per_job(open_service: Callable[..., SchedulerService]) -> None:
     # Frequent recovery passes (and heartbeats, see TEST_SETTINGS): their periodic
     # paths run many times inside the measured window too.
