@@ -24,8 +24,7 @@ lint: install
 	$(BIN)/mypy
 
 # The suite on TEST_PROCESSES processes, then alone the tests marked `serial` (they
-# stop the PostgreSQL
-# server the others use, or measure memory).
+# stop the PostgreSQL server the others use, or measure memory).
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -n $(TEST_PROCESSES) -m "not serial"
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m serial
