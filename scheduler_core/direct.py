@@ -18,6 +18,7 @@ from scheduler_core.values import Claim, Finish, JobRun, JobSpec, Reservation, u
 if TYPE_CHECKING:
     from scheduler_core.database import Database
     from scheduler_core.membership import Membership
+    from scheduler_core.registry import Registry
     from scheduler_core.settings import SchedulerSettings
     from scheduler_core.signal import Signal
     from scheduler_core.store import Store
@@ -34,6 +35,7 @@ class DirectExecution:
         settings: SchedulerSettings
         store: Store
         specs: SpecBuilder
+        registry: Registry
         signal: Signal
         membership: Membership
         worker_id: str
@@ -125,6 +127,7 @@ class DirectExecution:
                     worker_id=self.worker_id,
                     heartbeat_timeout=self.settings.heartbeat_timeout,
                     now=utcnow(),
+                    bindings=self.registry.bindings,
                 )
             )
             if claim is not None:

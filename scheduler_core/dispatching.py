@@ -81,7 +81,11 @@ class Dispatching:
         types = self.registry.names()
         claim = self.db.write(
             lambda c: self.store.claim_next(
-                c, worker_id=self.worker_id, job_types=types, now=utcnow()
+                c,
+                worker_id=self.worker_id,
+                job_types=types,
+                now=utcnow(),
+                bindings=self.registry.bindings,
             )
         )
         self._hold(claim)

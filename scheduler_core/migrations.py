@@ -45,7 +45,26 @@ def _keys(ops: Operations) -> None:
         ops.create_index(f"ix_{table}_key", table, ["key"], unique=True)
 
 
-STEPS: dict[int, Callable[[Operations], None]] = {2: _job_timeout, 3: _job_control, 4: _keys}
+def _slots(ops: Operations) -> None:
+    """v5: the slot a running job occupies (a resource class, or a worker's instance of it)."""
+    ops.add_column("job", sa.Column("slot", sa.String(64), nullable=True))
+    ops.execute("UPDATE job SET slot = resource WHERE status = 'RUNNING'")
+    running = sa.text("status = 'RUNNING'")
+    ops.create_index(
+        "ix_job_running_slot",
+        "job",
+        ["slot", "status"],
+        sqlite_where=running,
+        postgresql_where=running,
+    )
+
+
+STEPS: dict[int, Callable[[Operations], None]] = {
+    2: _job_timeout,
+    3: _job_control,
+    4: _keys,
+    5: _slots,
+}
 """The step that brings a database to each version."""
 
 

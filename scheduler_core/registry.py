@@ -34,6 +34,17 @@ class JobType:
 class Registry:
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
+        self.bindings: tuple[tuple[str, str], ...] = ()
+
+    def bind(self, resource: str, instance: str) -> None:
+        """This process's jobs of class `resource` occupy `instance`: workers that bind a
+        class to different instances (each to its own model server) run such jobs side by
+        side, each instance capped like the class."""
+        check_resource_name(resource)
+        check_resource_name(instance)
+        bound = dict(self.bindings)
+        bound[resource] = instance
+        self.bindings = tuple(sorted(bound.items()))
 
     def register(
         self,

@@ -218,6 +218,17 @@ class SchedulerService(DirectExecution, Dispatching):
     def resource_limits(self) -> dict[str, int | None]:
         return self.db.read(self.store.resource_limits)
 
+    def bind_resource(self, resource: str, instance: str) -> None:
+        """Run this process's jobs of class `resource` in the slot `instance` (e.g. the
+        one Ollama server this worker calls): the cap of `resource` then counts the jobs
+        in each instance apart. `instance` is recorded with the class's cap, for status
+        and so that claims on PostgreSQL serialise on its row."""
+        resources.check_name(resource)
+        resources.check_name(instance)
+        limit = self.resource_limits().get(resource)
+        self.set_resource_limit(instance, limit)
+        self.registry.bind(resource, instance)
+
     # ------------------------------------------------------------------ submitting
 
     def enqueue_job(

@@ -62,6 +62,14 @@ class JobRecord(Job, table=True):
             sqlite_where=sa.text("group_id IS NOT NULL"),
             postgresql_where=sa.text("group_id IS NOT NULL"),
         ),
+        # Partial: only RUNNING jobs, a few, are in it; a claim counts a slot's in it.
+        sa.Index(
+            "ix_job_running_slot",
+            "slot",
+            "status",  # so that the count is covered by the index
+            sqlite_where=sa.text("status = 'RUNNING'"),
+            postgresql_where=sa.text("status = 'RUNNING'"),
+        ),
         sa.Index("ix_job_external_id", "external_id", unique=True),
         sa.Index("ix_job_key", "key", unique=True),
         sa.Index(
@@ -157,7 +165,7 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime = _ts(required=True)
 
 
-SCHEMA_VERSION = 4  # migrations.py brings older databases here
+SCHEMA_VERSION = 5  # migrations.py brings older databases here
 
 JOBS: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]

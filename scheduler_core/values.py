@@ -55,6 +55,9 @@ class Job(SQLModel):
     external_id: str | None = Field(default=None, max_length=64)
     # The submitter's idempotency key: one job per key (a second submission returns it).
     key: str | None = Field(default=None, max_length=256)
+    # The slot the job occupies while it RUNS: its resource class, or the instance of it
+    # the claiming worker serves (Registry.bind: one Ollama server among several).
+    slot: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime | None = None
     started_at: datetime | None = None

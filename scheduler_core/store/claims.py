@@ -24,8 +24,10 @@ from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
 from scheduler_core.store.hot import (
     UNSET_RUN,
+    Bindings,
     Hot,
     claim_first,
+    dispatch_state,
     head_skip_locked,
     type_params,
 )
@@ -47,40 +49,52 @@ class ClaimsStore(StoreBase):
         def active_reservations(self, conn: Connection, *, now: datetime) -> list[Reservation]: ...
 
     def claim_next(
-        self, conn: Connection, *, worker_id: str, job_types: Sequence[str], now: datetime
+        self,
+        conn: Connection,
+        *,
+        worker_id: str,
+        job_types: Sequence[str],
+        now: datetime,
+        bindings: Bindings = (),
     ) -> Claim | None:
-        """Claim the next eligible job for this worker, or None when nothing may run."""
+        """Claim the next eligible job for this worker, or None when nothing may run.
+
+        `bindings`: the worker's instances of resource classes (Registry.bind); a job of
+        a bound class occupies, and is capped by, the worker's instance of it.
+        """
         if not job_types:
             return None
         if not self.is_postgres:
             params: dict[str, Any] = type_params(job_types)
             params.update(now=now, b_now=now, b_worker_id=worker_id)
-            row = prepared(conn, claim_first(len(job_types))).first(conn, params)
+            row = prepared(conn, claim_first(len(job_types), bindings)).first(conn, params)
             return None if row is None else self._started(conn, row, worker_id=worker_id, now=now)
         self._dispatch_lock(conn, exclusive=False)
-        state = prepared(conn, Hot.dispatch_state).all(conn, {"now": now})
+        state = prepared(conn, dispatch_state(bindings)).all(conn, {"now": now})
         if not state or state[0].reserved:
             return None
         capped = {r.name: r.limit for r in state if r.limit is not None}
         excluded = {
             r.name for r in state if not resources.has_room(limit=r.limit, running=r.running)
         }
+        slots = dict(bindings)
         while True:
             names = tuple(r.name for r in state if r.name not in excluded)
             best = self._best_head(conn, names, job_types, now)
             if best is None:
                 return None
+            slot = slots.get(best.resource, best.resource)
             limit = capped.get(best.resource)
-            if limit is not None and self._resource_is_full(conn, best.resource, limit):
+            if limit is not None and self._slot_is_full(conn, slot, limit):
                 excluded.add(best.resource)
                 continue
-            return self._start(conn, best.job_id, worker_id=worker_id, now=now)
+            return self._start(conn, best.job_id, slot=slot, worker_id=worker_id, now=now)
 
-    def _resource_is_full(self, conn: Connection, resource: str, limit: int) -> bool:
+    def _slot_is_full(self, conn: Connection, slot: str, limit: int) -> bool:
         if self.is_postgres:
-            # Serialise claims of a capped resource across processes.
-            prepared(conn, Hot.lock_resource).run(conn, {"resource": resource}).close()
-        busy = int(prepared(conn, Hot.running_of).scalar(conn, {"resource": resource}))
+            # Serialise claims of a capped slot across processes.
+            prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
+        busy = int(prepared(conn, Hot.running_of).scalar(conn, {"resource": slot}))
         return not resources.has_room(limit=limit, running=busy)
 
     def _best_head(
@@ -93,7 +107,9 @@ class ClaimsStore(StoreBase):
         heads = [h for r in names if (h := head.first(conn, {**params, "resource": r}))]
         return min(heads, key=dispatch_key, default=None)
 
-    def _start(self, conn: Connection, job_id: int, *, worker_id: str, now: datetime) -> Claim:
+    def _start(
+        self, conn: Connection, job_id: int, *, slot: str, worker_id: str, now: datetime
+    ) -> Claim:
         """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once.
 
         The start time is read here, after every lock of the claim is held (on
@@ -102,7 +118,7 @@ class ClaimsStore(StoreBase):
         """
         now = max(now, utcnow())
         row = prepared(conn, Hot.start_job).first(
-            conn, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id}
+            conn, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": slot}
         )
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
@@ -139,6 +155,7 @@ class ClaimsStore(StoreBase):
         worker_id: str,
         heartbeat_timeout: float,
         now: datetime,
+        bindings: Bindings = (),
     ) -> Claim | None:
         """Start a direct job if its reservation is first in line and a slot is free."""
         self._dispatch_lock(conn, exclusive=True)
@@ -155,11 +172,12 @@ class ClaimsStore(StoreBase):
         live_slots = self.live_slots(conn, now=now, heartbeat_timeout=heartbeat_timeout)
         if not resources.direct_has_room(running=running, live_slots=live_slots):
             return None
+        slot = dict(bindings).get(spec.resource, spec.resource)
         limit = self.resource_limits(conn).get(spec.resource)
-        if limit is not None and self._resource_is_full(conn, spec.resource, limit):
+        if limit is not None and self._slot_is_full(conn, slot, limit):
             return None
         (job,) = self.insert_jobs(conn, [spec], now=now)
-        claim = self._start(conn, job.job_id or 0, worker_id=worker_id, now=now)
+        claim = self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now)
         conn.execute(
             sa.update(RES)
             .where(RES.c.reservation_id == reservation_id)

@@ -79,11 +79,39 @@ def dispatch_order(table: Any = J) -> list[Any]:
     return [columns[name].desc() if desc else columns[name] for name, desc in DISPATCH_ORDER]
 
 
-def running(resource: Any) -> sa.Select[Any]:
-    """How many jobs of `resource` (a name, or a correlated column) are RUNNING."""
-    return sa.select(sa.func.count()).where(
-        J.c.status == RUNNING, NOT_HELD, J.c.resource == resource
-    )
+# Literal, not a bound value: SQLite uses a partial index only for a literal condition.
+IS_RUNNING = J.c.status == sa.literal_column(f"'{RUNNING}'")
+
+
+def running(slot: Any) -> sa.Select[Any]:
+    """How many RUNNING jobs occupy `slot` (a name, or a correlated column): a search of
+    the partial index ix_job_running_slot."""
+    return sa.select(sa.func.count()).where(IS_RUNNING, J.c.slot == slot)
+
+
+Bindings = tuple[tuple[str, str], ...]
+"""A worker's (resource class, instance) pairs (Registry.bind), sorted: a cache key."""
+
+
+def slot_of(resource: Any, bindings: Bindings) -> Any:
+    """SQL: the slot a job of class `resource` occupies when this worker runs it: the
+    instance the worker binds the class to, else the class itself."""
+    if not bindings:
+        return resource
+    return sa.case(dict(bindings), value=resource, else_=resource)
+
+
+@functools.cache
+def dispatch_state(bindings: Bindings) -> sa.Select[Any]:
+    """One round trip for everything a PostgreSQL claim must know first: each resource
+    class with its cap and the RUNNING count of its slot, and whether a direct
+    reservation pauses the queue."""
+    return sa.select(
+        RC.c.name,
+        RC.c.limit,
+        running(slot_of(RC.c.name, bindings)).scalar_subquery().label("running"),
+        RESERVED.label("reserved"),
+    ).order_by(RC.c.name)
 
 
 # A direct reservation that pauses the queue (the claim's `now` bound as "now").
@@ -98,14 +126,6 @@ class Hot:
     """The prebuilt statements."""
 
     limits = sa.select(RC.c.name, RC.c.limit)
-    # One round trip for everything a claim must know first: each resource class with its
-    # cap and RUNNING count, and whether a direct reservation pauses the queue.
-    dispatch_state = sa.select(
-        RC.c.name,
-        RC.c.limit,
-        running(RC.c.name).scalar_subquery().label("running"),
-        RESERVED.label("reserved"),
-    ).order_by(RC.c.name)
     running_of = running(_P("resource"))
     lock_resource = sa.select(RC.c.name).where(RC.c.name == _P("resource")).with_for_update()
     dispatch_lock_shared = sa.select(sa.func.pg_advisory_xact_lock_shared(_P("key")))
@@ -113,7 +133,9 @@ class Hot:
     start_job = (
         sa.update(J)
         .where(J.c.job_id == _P("b_job_id"), J.c.status == QUEUED)
-        .values(status=RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
+        .values(
+            status=RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"), slot=_P("b_slot")
+        )
         .returning(*J.c)
     )
     insert_run = (
@@ -175,12 +197,13 @@ def head_skip_locked(n_types: int) -> sa.Select[Any]:
 
 
 @functools.cache
-def claim_first(n_types: int) -> sa.Update:
+def claim_first(n_types: int, bindings: Bindings = ()) -> sa.Update:
     """SQLite: the whole claim in one statement (the write lock is already held).
 
     Start the first job, in dispatch order, among the heads of every resource class
-    that has room, unless a direct reservation pauses the queue. Each head is an index
-    seek, so the cost does not grow with the queue.
+    whose slot (for this worker's `bindings`) has room, unless a direct reservation
+    pauses the queue. Each head is an index seek, so the cost does not grow with the
+    queue.
     """
     head_id = (
         eligible(n_types)
@@ -189,7 +212,7 @@ def claim_first(n_types: int) -> sa.Update:
         .correlate(RC)
         .scalar_subquery()
     )
-    busy = running(RC.c.name).correlate(RC).scalar_subquery()
+    busy = running(slot_of(RC.c.name, bindings)).correlate(RC).scalar_subquery()
     head = J.alias("head")
     best = (
         sa.select(head.c.job_id)
@@ -205,6 +228,11 @@ def claim_first(n_types: int) -> sa.Update:
     return (
         sa.update(J)
         .where(J.c.job_id == best, J.c.status == QUEUED)
-        .values(status=RUNNING, started_at=_P("b_now"), worker_id=_P("b_worker_id"))
+        .values(
+            status=RUNNING,
+            started_at=_P("b_now"),
+            worker_id=_P("b_worker_id"),
+            slot=slot_of(J.c.resource, bindings),
+        )
         .returning(*J.c)
     )

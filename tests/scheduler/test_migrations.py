@@ -15,11 +15,19 @@ def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
         svc.register("job", lambda params: None)
         job = svc.enqueue_job("job", {"kept": True})
+        running = svc.enqueue_job("job", {"running": True}, priority=1)
+        claim = svc.claim_next()
+        assert claim is not None and claim.job.job_id == running.job_id
 
         def downgrade(conn: sa.Connection) -> None:  # the schema as release 1 wrote it
-            for index in ("ix_job_external_id", "ix_job_key", "ix_job_group_key"):
+            for index in (
+                "ix_job_external_id",
+                "ix_job_key",
+                "ix_job_group_key",
+                "ix_job_running_slot",
+            ):
                 conn.execute(sa.text(f"DROP INDEX {index}"))
-            for column in ("timeout_seconds", "cancel_requested", "external_id", "key"):
+            for column in ("timeout_seconds", "cancel_requested", "external_id", "key", "slot"):
                 conn.execute(sa.text(f"ALTER TABLE job DROP COLUMN {column}"))
             conn.execute(sa.text("ALTER TABLE job_group DROP COLUMN key"))
             conn.execute(sa.text("DELETE FROM schema_version"))
@@ -38,10 +46,16 @@ def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
         assert svc.get_job(job.job_id or 0).params == {"kept": True}
         kept = svc.get_job(job.job_id or 0)
         assert kept.timeout_seconds is None and kept.external_id is None
-        assert kept.cancel_requested is False and kept.key is None
+        assert kept.cancel_requested is False and kept.key is None and kept.slot is None
+        # A job running across the upgrade still occupies its class's slot.
+        assert svc.get_job(running.job_id or 0).slot == "default"
         svc.enqueue_job("job", timeout_seconds=5, key="after the upgrade")
-        assert svc.enqueue_job("job", key="after the upgrade").job_id == job.job_id + 1  # type: ignore[operator]
-        assert [j.status for j in svc.list_jobs()] == [JobStatus.QUEUED] * 2
+        assert svc.enqueue_job("job", key="after the upgrade").job_id == running.job_id + 1  # type: ignore[operator]
+        assert [j.status for j in svc.list_jobs()] == [
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+        ]
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:  # opening again: no-op
         assert (
             svc.db.read(

@@ -135,7 +135,8 @@ def test_the_sqlite_claim_seeks_the_dispatch_index_whatever_the_queue(tmp_path: 
             return [row[3] for row in rows]
 
         steps = svc.db.read(plan)
-    # Each resource's head and its RUNNING count are index searches; no step scans jobs.
+    # Each resource's head and its slot's RUNNING count are index searches; no step
+    # scans jobs.
     assert sum("USING INDEX ix_job_dispatch" in s for s in steps) == 1, steps
-    assert sum("USING COVERING INDEX ix_job_dispatch" in s for s in steps) == 1, steps
+    assert sum("USING COVERING INDEX ix_job_running_slot" in s for s in steps) == 1, steps
     assert not [s for s in steps if s.startswith("SCAN") and "job" in s.split()], steps

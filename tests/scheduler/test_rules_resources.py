@@ -169,3 +169,45 @@ def test_an_ollama_job_in_another_process_holds_back_ollama_but_not_external_wor
         svc.stop(timeout=10)
         kill(proc)
     assert run_of(svc, local_ollama).started_at >= run_of(svc, remote_job).finished_at
+
+
+def test_workers_bound_to_different_instances_run_capped_jobs_side_by_side(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    """A class bound to an instance per worker is capped per instance: workers of two
+    model servers each run one such job; a third worker on server A waits for A."""
+    services = [open_service() for _ in range(3)]
+    for svc, instance in zip(services, ("llm@a", "llm@a", "llm@b"), strict=True):
+        svc.set_resource_limit("llm", 1)
+        svc.register("gen", lambda p: None, resource="llm")
+        svc.bind_resource("llm", instance)
+    a1, a2, b = services
+    a1.enqueue_jobs([{"job_type": "gen"}] * 4)
+    first, on_b = a1.claim_next(), b.claim_next()
+    assert first is not None and first.job.slot == "llm@a"
+    assert on_b is not None and on_b.job.slot == "llm@b"
+    assert a2.claim_next() is None  # server A's one slot is taken
+    assert b.claim_next() is None  # and so is B's
+    limits = a1.resource_limits()
+    assert limits["llm@a"] == limits["llm@b"] == 1  # recorded for status and locks
+    a1.execute_claim(first)
+    then = a2.claim_next()
+    assert then is not None and then.job.slot == "llm@a"
+    # An unbound worker runs the class in the class's own slot, apart from the instances.
+    unbound = open_service()
+    unbound.register("gen", lambda p: None, resource="llm")
+    last = unbound.claim_next()
+    assert last is not None and last.job.slot == "llm"
+    assert unbound.claim_next() is None
+
+
+def test_a_direct_execution_takes_its_workers_instance_of_a_capped_class(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc = open_service()
+    svc.set_resource_limit("llm", 1)
+    svc.register("gen", lambda p: None, resource="llm")
+    svc.bind_resource("llm", "llm@here")
+    run = svc.execute_direct("gen", {}, timeout=10)
+    assert run.status is JobRunStatus.COMPLETED
+    assert svc.get_job(run.job_id).slot == "llm@here"
