@@ -48,6 +48,14 @@ def group_name(name: str, scheduled: datetime) -> str:
     return f"{name} {scheduled.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
 
 
+def run_name() -> str:
+    """The submit run's name once it starts: `submit <group name>`, e.g. `submit
+    nightly-stories 2026-11-26T01:00Z`. Until then a scheduled run has the random name
+    Prefect's scheduler gave it (the scheduler cannot name runs)."""
+    name = flow_run.parameters.get("name", "")
+    return f"submit {group_name(str(name), flow_run.scheduled_start_time)}"
+
+
 def submission_key(deployment_id: str | None, flow_run_id: str, scheduled: datetime) -> str:
     """The group's idempotency key: one group per scheduled slot of a deployment, so a
     UI Retry or a Prefect retry of that slot's run queues nothing more; per flow run
@@ -95,7 +103,7 @@ def summary(group: JobGroup, members: list[Job], *, database: str) -> str:
 
 @flow(
     name="submit-job-group",
-    flow_run_name="submit {name}",
+    flow_run_name=run_name,
     retries=2,  # safe: the slot's key (submission_key) queues the group once
     retry_delay_seconds=10,
     description="Queue a sequential job group for the scheduler worker; runs no job itself.",

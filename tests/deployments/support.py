@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import Flow
+from prefect.flows import load_flow_from_entrypoint
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = ROOT / "deployments" / "prefect.yaml"
@@ -39,6 +41,12 @@ def pipeline_deployments() -> list[dict[str, Any]]:
 def deployment(name: str) -> dict[str, Any]:
     (found,) = (d for d in deployments() if d["name"] == name)
     return found
+
+
+def load_flow(entrypoint: str) -> Flow[..., Any]:
+    """The flow `prefect deploy` loads: entrypoints are relative to the project root."""
+    path, _, name = entrypoint.partition(":")
+    return load_flow_from_entrypoint(f"{ROOT / path}:{name}")
 
 
 def offline(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -38,7 +38,9 @@ from tests.deployments.support import (
     PREFECT_FILE,
     ROOT,
     WORK_POOL,
+    all_deployments,
     deployment,
+    load_flow,
     offline,
 )
 
@@ -107,7 +109,8 @@ def processes(prefect_api: str, tmp_path: Path) -> Iterator[Processes]:
         "PREFECT_API_URL": prefect_api,
         # The CLI keeps profiles and local storage here, not in the user's ~/.prefect.
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        # `{{ $PWD }}` in the pull step: a shell sets it on `cd`; a subprocess must be told.
+        # What a shell in the project root has: were the deployment to store the deploying
+        # directory (`{{ $PWD }}`, Prefect's default pull step), it would hold ROOT.
         "PWD": str(ROOT),
         "PYTHONPATH": str(ROOT),
     }
@@ -151,9 +154,15 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
 
     deployed = api(lambda c: c.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT}"))
     assert deployed.work_pool_name == WORK_POOL
+    # Runs start in the Prefect worker's directory; nothing names the deploying checkout.
     assert deployed.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+        {"prefect.deployments.steps.set_working_directory": {"directory": "."}}
     ]
+    assert deployed.job_variables == {"working_dir": "."}
+    for spec in all_deployments():
+        name = f"{load_flow(spec['entrypoint']).name}/{spec['name']}"
+        stored = api(lambda c, name=name: c.read_deployment_by_name(name))
+        assert str(ROOT) not in stored.model_dump_json(), stored
     (schedule,) = deployed.schedules
     spec = deployment(DEPLOYMENT)
     assert schedule.active
@@ -188,7 +197,8 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
         pytest.fail(f"the Prefect worker did not finish:\n{processes.log('prefect-worker')}")
     flow_run = api(lambda c: c.read_flow_run(flow_run_id))
     assert flow_run.state.is_completed(), f"{flow_run.state}\n{processes.log('prefect-worker')}"
-    assert flow_run.name == f"submit {DEPLOYMENT}"
+    # Renamed when it starts, after the group it queues.
+    assert flow_run.name == f"submit {group_name(DEPLOYMENT, flow_run.expected_start_time)}"
     assert {"llmsched", "scheduled", "story"} <= set(flow_run.tags)
 
     with SchedulerService.open(db_url) as svc:

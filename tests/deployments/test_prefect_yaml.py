@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import Flow
 from prefect.exceptions import ParameterTypeError, SignatureMismatchError
-from prefect.flows import load_flow_from_entrypoint
 from prefect.server.schemas.schedules import CronSchedule
 
 from flows.pipelines import PIPELINES
@@ -32,10 +30,11 @@ from scheduler_core.values import Job, JobGroup
 from tests.deployments.support import (
     FLOW_NAME,
     JOB_POOL,
-    ROOT,
     WORK_POOL,
+    all_deployments,
     deployment,
     deployments,
+    load_flow,
     pipeline_deployments,
     project,
 )
@@ -43,12 +42,6 @@ from tests.deployments.support import (
 NAMES = [d["name"] for d in deployments()]
 # The parameter each pipeline cannot run without: renaming it must be caught.
 REQUIRED_PARAM = {"story": "theme", "research": "topic"}
-
-
-def load_flow(entrypoint: str) -> Flow[..., Any]:
-    """The flow `prefect deploy` loads: entrypoints are relative to the project root."""
-    path, _, name = entrypoint.partition(":")
-    return load_flow_from_entrypoint(f"{ROOT / path}:{name}")
 
 
 def check_parameters(
@@ -72,10 +65,34 @@ def test_the_file_deploys_the_submit_flow_to_the_process_pool() -> None:
     assert len(NAMES) >= 2 and len(set(NAMES)) == len(NAMES)
     assert {"nightly-stories", "weekly-research"} <= set(NAMES)
     (step,) = data["pull"]
-    assert step == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}
+    assert step == {"prefect.deployments.steps.set_working_directory": {"directory": "."}}
     for spec in deployments():
         assert load_flow(spec["entrypoint"]).name == FLOW_NAME
         assert spec["work_pool"]["name"] == WORK_POOL
+        # Each run starts in the worker's current directory: the checkout it runs from.
+        assert spec["work_pool"]["job_variables"] == {"working_dir": "."}
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def test_no_deployment_stores_a_path_of_the_deploying_machine() -> None:
+    """`prefect deploy` fills in `{{ $VAR }}` of the pull steps and job variables from the
+    deploying shell (`{{ $PWD }}` became the checkout's absolute path), so the file uses
+    relative paths only: the worker's machine decides where the code is."""
+    data = project()
+    specs = all_deployments()
+    stored = [data["pull"], *([spec.get("pull"), spec.get("work_pool")] for spec in specs)]
+    for text in strings(stored):
+        assert "{{" not in text and not Path(text).is_absolute(), text
 
 
 def test_every_pipeline_is_deployed_where_the_worker_looks_for_its_runs() -> None:

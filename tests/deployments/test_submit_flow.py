@@ -11,7 +11,7 @@ import pytest
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 
-from flows.submit import ScheduledJob, submit_job_group
+from flows.submit import ScheduledJob, run_name, submit_job_group
 from scheduler_core import SchedulerService
 from tests.deployments.support import OFFLINE_MODELS
 
@@ -43,3 +43,13 @@ def test_a_scheduled_slot_run_twice_queues_one_group(
         group = svc.get_job_group(first)
         assert group.key == f"deployment:nightly-deployment@{SLOT}"
         assert group.name == "nightly 2026-12-01T02:00Z"
+
+
+def test_a_started_run_is_named_after_the_group_it_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's scheduler gives a scheduled run a random name; the flow renames it when
+    it starts: `submit ` and the group's name, the `name` parameter and the slot in UTC."""
+    monkeypatch.setattr(runtime_flow_run, "parameters", {"name": "nightly"}, raising=False)
+    slot = datetime.fromisoformat("2026-12-01T03:00:00+01:00")
+    monkeypatch.setattr(runtime_flow_run, "scheduled_start_time", slot, raising=False)
+    assert submit_job_group.flow_run_name is run_name
+    assert run_name() == "submit nightly 2026-12-01T02:00Z"
