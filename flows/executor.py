@@ -23,6 +23,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -38,7 +39,8 @@ from prefect.flow_engine import run_flow_async, run_flow_sync
 from prefect.states import Crashed, Failed, Pending
 
 from flows import events, prefect_faults
-from flows.guard import OLLAMA_LIMIT, lease_listener
+from flows.guard import lease_listener
+from flows.ollama_servers import ollama_slot_name
 from flows.outputs import written_outputs
 from flows.prefect_jobs import Deployments, flow_run_name, flow_run_tags, queued_state
 from scheduler_core.cancellation import CANCELLED_ERROR
@@ -268,8 +270,11 @@ class PrefectExecutor:
         """The job's flow run, moved to Pending for this worker; None if a user cancelled
         it in Prefect before it started."""
         job = ctx.job
+        external_id = job.external_id
+        if external_id is None and self.sync is not None:
+            external_id = await self.sync.settled_external_id(job.job_id or 0)
         async with get_client() as client:
-            flow_run = await _read_run(client, job.external_id)
+            flow_run = await _read_run(client, external_id)
             if flow_run is not None and flow_run.state is not None:
                 if flow_run.state.type in (StateType.CANCELLED, StateType.CANCELLING):
                     return None  # cancelled in Prefect just now: the job ends CANCELLED
@@ -287,9 +292,10 @@ class PrefectExecutor:
                     flow_run = None
             if flow_run is None:
                 # Created claimed (Pending): one write less than creating it Queued.
-                flow_run = await self.deployments.create_run(client, job, flow, state=Pending())
+                async with self.sync.writes if self.sync is not None else nullcontext():
+                    flow_run = await self.deployments.create_run(client, job, flow, state=Pending())
                 previous = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
-                if previous is not None and previous != job.external_id:
+                if previous is not None and previous != external_id:
                     # Created for the queue a moment ago, by this process's background
                     # sync: this claimed one replaces it.
                     await client.delete_flow_run(UUID(previous))
@@ -444,12 +450,12 @@ def _lease_recorder(ctx: ExecutionContext) -> Any:
     callbacks, run_id = ctx.callbacks, ctx.run.run_id
     held: list[str] = []
 
-    def on_lease(lease_id: UUID | None) -> None:
+    def on_lease(name: str, lease_id: UUID | None) -> None:
         if callbacks is None or run_id is None:
             return
         if lease_id is not None:
             held.append(str(lease_id))
-            callbacks.record_lease(run_id, name=OLLAMA_LIMIT, lease_id=str(lease_id))
+            callbacks.record_lease(run_id, name=name, lease_id=str(lease_id))
         elif held:
             callbacks.clear_lease(run_id, held.pop())
 
@@ -513,20 +519,22 @@ async def _after_crash(svc: SchedulerService, claim: Claim, finish: Finish) -> N
                 log.warning("action=mark_crashed flow_run_id=%s", flow_run_id)
 
 
-async def ensure_ollama_limit() -> None:
-    """Create the `ollama` global concurrency limit (1) or check that it is 1 and active."""
+async def ensure_ollama_limit(name: str | None = None) -> None:
+    """Create the global concurrency limit (1) of the Ollama server this process calls
+    (`name`, default from OLLAMA_HOST), or check that it is 1 and active."""
+    name = name or ollama_slot_name()
     async with get_client() as client:
         try:
-            limit = await client.read_global_concurrency_limit_by_name(OLLAMA_LIMIT)
+            limit = await client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             await client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=OLLAMA_LIMIT, limit=1)
+                GlobalConcurrencyLimitCreate(name=name, limit=1)
             )
-            log.info("action=create_limit name=%s limit=1", OLLAMA_LIMIT)
+            log.info("action=create_limit name=%s limit=1", name)
             return
     if limit.limit != 1 or not limit.active:
         raise ConfigurationError(
-            f"the Prefect concurrency limit {OLLAMA_LIMIT!r} has limit {limit.limit} "
-            f"(active={limit.active}); only one local Ollama workload may run: "
-            f"`prefect gcl update {OLLAMA_LIMIT} --limit 1 --enable`"
+            f"the Prefect concurrency limit {name!r} has limit {limit.limit} "
+            f"(active={limit.active}); only one workload may run on an Ollama server: "
+            f"`prefect gcl update {name} --limit 1 --enable`"
         )

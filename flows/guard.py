@@ -1,8 +1,9 @@
-"""The single-Ollama rule inside the flow: a Prefect global concurrency limit `ollama`.
+"""The single-Ollama rule inside the flow: a Prefect global concurrency limit per Ollama
+server, `ollama@<host>:<port>` (ollama_servers.py), of 1.
 
-The dispatcher already never starts a second `ollama` job; this guard makes the rule
-hold across processes and machines too. It is strict: a missing limit is an error,
-never a silent unguarded run (Prefect's default only warns).
+The dispatcher already never starts a second job on a server's slot; this guard makes
+the rule hold for any flow run that calls the server, scheduled or not. It is strict: a
+missing limit is an error, never a silent unguarded run (Prefect's default only warns).
 
 The lease id is reported to the executor as soon as it is granted, so that crash
 recovery can release exactly that lease instead of leaving it to expire.
@@ -19,31 +20,35 @@ from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.asyncio import concurrency
 from prefect.concurrency.context import ConcurrencyContext
 
-OLLAMA_LIMIT = "ollama"
+from flows.ollama_servers import ollama_slot_name
+
 LEASE_SECONDS = 60.0
 
-LeaseListener = Callable[[UUID | None], None]
-# Set by the executor around a flow run: called with the lease id when granted, None when released.
+LeaseListener = Callable[[str, UUID | None], None]
+# Set by the executor around a flow run: called with the limit's name and the lease id when
+# granted, None when released.
 lease_listener: ContextVar[LeaseListener | None] = ContextVar("lease_listener", default=None)
 
 
 class OllamaLimitMissingError(RuntimeError):
-    """The `ollama` global concurrency limit does not exist on the Prefect server."""
+    """The Ollama server's global concurrency limit does not exist on the Prefect server."""
 
 
 @asynccontextmanager
 async def ollama_slot(*, timeout_seconds: float | None = None) -> AsyncIterator[None]:
-    """Hold the one `ollama` slot for the duration of a local model call."""
+    """Hold the one slot of the Ollama server this process calls (OLLAMA_HOST) for the
+    duration of a local model call."""
+    name = ollama_slot_name()
     listener = lease_listener.get()
     ctx = ConcurrencyContext.get()
     known = set(ctx.cleanup_lease_ids) if ctx else set()
     async with AsyncExitStack() as stack:
         if listener is not None:
-            stack.callback(listener, None)  # runs after the lease is released
+            stack.callback(listener, name, None)  # runs after the lease is released
         try:
             await stack.enter_async_context(
                 concurrency(
-                    OLLAMA_LIMIT,
+                    name,
                     occupy=1,
                     strict=True,
                     lease_duration=LEASE_SECONDS,
@@ -52,11 +57,11 @@ async def ollama_slot(*, timeout_seconds: float | None = None) -> AsyncIterator[
             )
         except ConcurrencySlotAcquisitionError as exc:
             raise OllamaLimitMissingError(
-                f"the Prefect global concurrency limit {OLLAMA_LIMIT!r} does not exist; "
-                f"create it with `prefect gcl create {OLLAMA_LIMIT} --limit 1` or start "
-                "the worker, which creates it"
+                f"the Prefect global concurrency limit {name!r} does not exist; "
+                f"create it with `prefect gcl create {name} --limit 1` or start a worker "
+                "with this OLLAMA_HOST, which creates it"
             ) from exc
         granted = [lease for lease in (ctx.cleanup_lease_ids if ctx else []) if lease not in known]
         if listener is not None and granted:
-            listener(granted[-1])
+            listener(name, granted[-1])
         yield

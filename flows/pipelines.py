@@ -1,7 +1,8 @@
 """The job types this package provides: `story` and `research`, each a Prefect flow.
 
-A job's resource class follows from its model: `ollama/...` needs the one local
-Ollama slot, hosted APIs run beside it (`external`), the offline model is `local`.
+A job's resource class follows from its model: `ollama/...` needs its Ollama server's one
+slot, hosted APIs run beside it (`external`), the offline model is `local`. Each process
+binds `ollama` to the server its OLLAMA_HOST names (ollama_servers.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from prefect import Flow
 
 from flows.executor import PrefectExecutor, install_prefect, register_flow
 from flows.llm import resolve_model
+from flows.ollama_servers import OLLAMA_RESOURCE, ollama_slot_name
 from flows.research import research_pipeline
 from flows.resources import declare_resources
 from flows.story import story_pipeline
@@ -38,10 +40,12 @@ def resource_by_model(flow: Flow[..., Any]) -> Any:
 
 
 def install_pipelines(svc: SchedulerService) -> PrefectExecutor:
-    """Register every pipeline on `svc` and run its jobs as Prefect flow runs; the local
-    Ollama server takes one job at a time (the `ollama` resource's cap)."""
+    """Register every pipeline on `svc` and run its jobs as Prefect flow runs; the Ollama
+    server this process calls takes one job at a time (the `ollama` resource's cap, bound
+    to the server's slot)."""
     executor = install_prefect(svc)
     declare_resources(svc)
+    svc.bind_resource(OLLAMA_RESOURCE, ollama_slot_name())
     for job_type, flow in PIPELINES.items():
         register_flow(svc, job_type, flow, resource=resource_by_model(flow))
     return executor

@@ -6,7 +6,8 @@ from __future__ import annotations
 from scheduler_core.service import SchedulerService
 
 RESOURCE_LIMITS: dict[str, int] = {"ollama": 1}
-"""Only one local Ollama workload runs at a time (the test plan's RULE-1)."""
+"""Only one Ollama workload runs at a time on an Ollama server (the test plan's RULE-1);
+each worker binds the class to its server's slot (flows/pipelines.py)."""
 
 
 def declare_resources(svc: SchedulerService) -> None:

@@ -39,6 +39,7 @@ def run_to_dict(job: Job, run: JobRun) -> dict[str, Any]:
         "sequence": job.sequence,
         "priority": job.priority,
         "resource": job.resource,
+        "slot": job.slot,
     }
 
 
@@ -66,6 +67,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "params": dict(job.params),
         "priority": job.priority,
         "resource": job.resource,
+        "slot": job.slot,
         "attempt": job.attempt,
         "max_retries": job.max_retries,
         "retry_of": job.retry_of,

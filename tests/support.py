@@ -33,6 +33,7 @@ RUN_KEYS = {
     "sequence",
     "priority",
     "resource",
+    "slot",
 }
 
 

@@ -49,8 +49,9 @@ def status_report(svc: SchedulerService, *, all_workers: bool) -> dict[str, Any]
     queued = len(svc.list_jobs("QUEUED"))
     limits = svc.resource_limits()
     counts: dict[str, int] = {}
-    for job in running:
-        counts[job.resource] = counts.get(job.resource, 0) + 1
+    for job in running:  # by the slot each occupies: one per Ollama server
+        slot = job.slot or job.resource
+        counts[slot] = counts.get(slot, 0) + 1
     resources = [
         {"resource": name, "limit": limits.get(name), "running": counts.get(name, 0)}
         for name in sorted(set(limits) | set(counts))
@@ -93,14 +94,14 @@ def status(
         return
     echo(f"running: {len(report['running'])}   queued: {report['queued']}")
     if report["running"]:
-        t = table("job", "run", "type", "resource", "attempt", "started", "flow run")
+        t = table("job", "run", "type", "slot", "attempt", "started", "flow run")
         for r in report["running"]:
             add_row(
                 t,
                 r["job_id"],
                 r["run_id"],
                 r["job_type"],
-                r["resource"],
+                r["slot"] or r["resource"],
                 r["attempt"],
                 r["started_at"],
                 r["flow_run_id"],

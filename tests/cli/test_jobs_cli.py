@@ -13,6 +13,7 @@ JOB_KEYS = {
     "params",
     "priority",
     "resource",
+    "slot",
     "attempt",
     "max_retries",
     "retry_of",

@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from flows.executor import ensure_ollama_limit
+from flows.ollama_servers import ollama_server, ollama_slot_name
+from tests.llm_server.process import LLMServerProcess
 
 
 @pytest.fixture(scope="session")
-def prefect_server(prefect_api: str) -> None:
-    """The session's Prefect server, with the `ollama` limit the pipelines require."""
-    asyncio.run(ensure_ollama_limit())
+def prefect_server(prefect_api: str, llm_server: LLMServerProcess) -> None:
+    """The session's Prefect server, with the limit of the fake LLM server's Ollama slot
+    that the pipelines require."""
+    asyncio.run(ensure_ollama_limit(ollama_slot_name(ollama_server(llm_server.base_url))))
 
 
 @pytest.fixture(autouse=True)

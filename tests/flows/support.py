@@ -11,7 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from flows.guard import OLLAMA_LIMIT
+from flows.ollama_servers import ollama_slot_name
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.values import Job, JobRun
 
@@ -21,7 +21,7 @@ T = TypeVar("T")
 async def create_ollama_limit() -> None:
     async with get_client() as client:
         await client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=OLLAMA_LIMIT, limit=1)
+            GlobalConcurrencyLimitCreate(name=ollama_slot_name(), limit=1)
         )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.guard import OLLAMA_LIMIT
+from flows.ollama_servers import ollama_slot_name
 from flows.pipelines import install_pipelines
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.representation import run_to_dict
@@ -27,7 +27,7 @@ def story(theme: str, model: str, out_dir: Path) -> dict[str, object]:
 
 async def active_ollama_slots() -> int:
     async with get_client() as client:
-        limit = await client.read_global_concurrency_limit_by_name(OLLAMA_LIMIT)
+        limit = await client.read_global_concurrency_limit_by_name(ollama_slot_name())
     return int(limit.active_slots)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.guard import OLLAMA_LIMIT, OllamaLimitMissingError
+from flows.guard import OllamaLimitMissingError
 from flows.llm import UnknownModelError
+from flows.ollama_servers import ollama_slot_name
 from flows.research import research_pipeline
 from flows.story import story_pipeline
 from tests.flows.support import create_ollama_limit, eventually, stays
@@ -21,7 +22,7 @@ OLLAMA = "ollama/qwen3:30b"
 
 async def slots_in_use() -> int:
     async with get_client() as client:
-        return (await client.read_global_concurrency_limit_by_name(OLLAMA_LIMIT)).active_slots
+        return (await client.read_global_concurrency_limit_by_name(ollama_slot_name())).active_slots
 
 
 def test_second_ollama_flow_waits_for_the_slot(
@@ -62,7 +63,7 @@ def test_second_ollama_flow_waits_for_the_slot(
 def test_missing_limit_refuses_the_ollama_call(fake_llm: LLMServerProcess, out_dir: Path) -> None:
     async def scenario() -> None:
         async with get_client() as client:
-            await client.delete_global_concurrency_limit_by_name(OLLAMA_LIMIT)
+            await client.delete_global_concurrency_limit_by_name(ollama_slot_name())
         try:
             await story_pipeline(theme="an unguarded night", model=OLLAMA, output_dir=str(out_dir))
         finally:

@@ -23,7 +23,7 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.guard import OLLAMA_LIMIT
+from flows.ollama_servers import ollama_server, ollama_slot_name
 from flows.pipelines import install_pipelines
 from scheduler_core import JobRunStatus, JobStatus, SchedulerService
 from tests.conftest import wait_for
@@ -76,7 +76,8 @@ class Workers:
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, slots: int = 1) -> subprocess.Popen[bytes]:
+    def start(self, *, slots: int = 1, **env: str) -> subprocess.Popen[bytes]:
+        """`env`: the worker's own variables (e.g. another OLLAMA_HOST)."""
         log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
             [
@@ -93,7 +94,12 @@ class Workers:
             ],
             cwd=ROOT,
             # Retries after 0.2 s, 0.4 s, 0.8 s: the rule, not the wait, is under test.
-            env={**os.environ, "PYTHONPATH": str(ROOT), "LLMSCHED_RETRY_BACKOFF_SECONDS": "0.2"},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "LLMSCHED_RETRY_BACKOFF_SECONDS": "0.2",
+                **env,
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -185,7 +191,7 @@ def test_PIPE_02_research_generation_via_local_ollama(
     if not REAL_OLLAMA:
         llm.wait_for_stats(lambda s: s["current_ollama"] == 1, timeout=60)
         run_id = svc.get_job_run_for_job(job.job_id or 0).run_id  # type: ignore[union-attr]
-        assert [name for name, _ in svc.leases_of(run_id or 0)] == [OLLAMA_LIMIT]
+        assert [name for name, _ in svc.leases_of(run_id or 0)] == [ollama_slot_name()]
     wait_for(lambda: status_of(svc, job.job_id).is_terminal, timeout=180, what="the card")
     run = svc.get_job_run_for_job(job.job_id or 0)
     assert run is not None and run.status == JobRunStatus.COMPLETED, run and run.error
@@ -244,6 +250,57 @@ def test_PIPE_03_mixed_load_keeps_one_ollama_workload(
         assert llm.stats()["max_concurrent_ollama"] == 1
 
 
+def test_one_ollama_workload_per_ollama_server_across_workers(
+    pipelines: SchedulerService, workers: Workers, llm: LLMServerProcess, db_url: str
+) -> None:
+    """Two Ollama servers, three workers (two call server A, one server B), 20 Ollama
+    jobs: each server serves one job at a time, and both serve at the same time."""
+    svc = pipelines
+    with LLMServerProcess() as server_b:
+        servers = {"a": llm, "b": server_b}
+        for server in servers.values():
+            server.control(hold=True, delay_per_token=0.002)
+        jobs = [
+            svc.enqueue_job("story", {"theme": f"tale {i}", "length": 60, "model": OLLAMA_MODEL})
+            for i in range(20)
+        ]
+        for host in (llm.base_url, llm.base_url, server_b.base_url):
+            workers.start(OLLAMA_HOST=host)
+        # Each server holds its first call: both are busy at once, each with one job.
+        for server in servers.values():
+            server.wait_for_stats(lambda s: s["current_ollama"] == 1, timeout=90)
+        status = subprocess.run(
+            [sys.executable, "-m", "llmsched", "status", "--json", "--db", db_url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        slots = {r["resource"]: r for r in json.loads(status.stdout)["resources"]}
+        for server in servers.values():
+            slot = slots[ollama_slot_name(ollama_server(server.base_url))]
+            assert (slot["running"], slot["limit"]) == (1, 1), slots
+        for server in servers.values():
+            server.control(hold=False)
+        wait_for(
+            lambda: all(status_of(svc, j.job_id).is_terminal for j in jobs),
+            timeout=240,
+            what="all 20 jobs",
+        )
+        ended = [svc.get_job(j.job_id or 0) for j in jobs]
+        assert [j.status for j in ended] == [JobStatus.COMPLETED] * 20, [
+            (j.job_id, j.status) for j in ended
+        ]
+        served = {name: server.stats() for name, server in servers.items()}
+    for name, stats in served.items():
+        assert stats["max_concurrent_ollama"] == 1, (name, stats["max_concurrent_ollama"])
+    assert sum(len(s["requests"]) for s in served.values()) == 20
+    assert all(len(s["requests"]) >= 1 for s in served.values())
+    by_slot = {j.slot for j in ended}
+    assert by_slot == {ollama_slot_name(ollama_server(s.base_url)) for s in servers.values()}
+
+
 def test_PIPE_04_pipeline_failure_is_retried_then_fails(
     pipelines: SchedulerService, workers: Workers, llm: LLMServerProcess
 ) -> None:
@@ -298,7 +355,7 @@ def test_PIPE_05_crash_during_real_execution(
     assert retry.status == JobStatus.COMPLETED and retry.retry_of == original.job_id
     # The dead run's Ollama lease was released by recovery, not left to expire.
     assert svc.leases_of(crashed.run_id or 0) == []
-    limit = prefect(lambda c: c.read_global_concurrency_limit_by_name(OLLAMA_LIMIT))
+    limit = prefect(lambda c: c.read_global_concurrency_limit_by_name(ollama_slot_name()))
     assert limit.active_slots == 0
     old_flow_run = flow_run_of(svc, original.job_id)
     assert not old_flow_run.state.is_running()
