@@ -258,6 +258,8 @@ def test_one_ollama_workload_per_ollama_server_across_workers(
     svc = pipelines
     with LLMServerProcess() as server_b:
         servers = {"a": llm, "b": server_b}
+        server_slots = {ollama_slot_name(ollama_server(s.base_url)) for s in servers.values()}
+        assert len(server_slots) == 2
         for server in servers.values():
             server.control(hold=True, delay_per_token=0.002)
         jobs = [
@@ -269,15 +271,19 @@ def test_one_ollama_workload_per_ollama_server_across_workers(
         # Each server holds its first call: both are busy at once, each with one job.
         for server in servers.values():
             server.wait_for_stats(lambda s: s["current_ollama"] == 1, timeout=90)
-        status = subprocess.run(
-            [sys.executable, "-m", "llmsched", "status", "--json", "--db", db_url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        slots = {r["resource"]: r for r in json.loads(status.stdout)["resources"]}
+        status = [
+            subprocess.run(
+                [sys.executable, "-m", "llmsched", "status", *json_flag, "--db", db_url],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            for json_flag in (["--json"], [])
+        ]
+        print(status[1])
+        slots = {r["resource"]: r for r in json.loads(status[0])["resources"]}
         for server in servers.values():
             slot = slots[ollama_slot_name(ollama_server(server.base_url))]
             assert (slot["running"], slot["limit"]) == (1, 1), slots
@@ -297,8 +303,7 @@ def test_one_ollama_workload_per_ollama_server_across_workers(
         assert stats["max_concurrent_ollama"] == 1, (name, stats["max_concurrent_ollama"])
     assert sum(len(s["requests"]) for s in served.values()) == 20
     assert all(len(s["requests"]) >= 1 for s in served.values())
-    by_slot = {j.slot for j in ended}
-    assert by_slot == {ollama_slot_name(ollama_server(s.base_url)) for s in servers.values()}
+    assert {j.slot for j in ended} == server_slots
 
 
 def test_PIPE_04_pipeline_failure_is_retried_then_fails(
