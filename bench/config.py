@@ -26,6 +26,7 @@ class Sizes:
     dispatch_jobs: int  # jobs drained per multi-process round
     processes: tuple[int, ...]
     prefect_jobs: int
+    pipeline_jobs: int  # story pipeline jobs per group
     handoff_jobs: int  # Ollama jobs per round
     handoff_hold: float  # seconds each Ollama job holds the slot
     direct_samples: int
@@ -47,6 +48,7 @@ DEFAULT = Sizes(
     dispatch_jobs=3000,
     processes=(2, 4),
     prefect_jobs=30,
+    pipeline_jobs=10,
     handoff_jobs=6,
     handoff_hold=0.05,
     direct_samples=5,
@@ -68,6 +70,7 @@ QUICK = Sizes(
     dispatch_jobs=800,
     processes=(2, 4),
     prefect_jobs=10,
+    pipeline_jobs=5,
     handoff_jobs=4,
     handoff_hold=0.05,
     direct_samples=3,
@@ -89,6 +92,7 @@ SMOKE = Sizes(
     dispatch_jobs=40,
     processes=(2,),
     prefect_jobs=2,
+    pipeline_jobs=2,
     handoff_jobs=3,
     handoff_hold=0.02,
     direct_samples=1,
@@ -112,6 +116,7 @@ FAMILIES = (
     "recovery",
     "memory",
     "prefect_overhead",
+    "pipeline_overhead",
     "handoff",
 )
 

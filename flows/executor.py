@@ -30,7 +30,6 @@ from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.context import AsyncClientContext, SyncClientContext
@@ -40,12 +39,11 @@ from prefect.states import Crashed, Failed, Pending
 
 from flows import events, prefect_faults
 from flows.guard import lease_listener
-from flows.ollama_servers import ollama_slot_name
 from flows.outputs import written_outputs
 from flows.prefect_jobs import Deployments, flow_run_name, flow_run_tags, queued_state
 from scheduler_core.cancellation import CANCELLED_ERROR
 from scheduler_core.deadlines import deadline_error
-from scheduler_core.errors import ConfigurationError, JobCancelled, JobInterrupted
+from scheduler_core.errors import JobCancelled, JobInterrupted
 from scheduler_core.executor import (
     CallableExecutor,
     ExecutionContext,
@@ -292,9 +290,10 @@ class PrefectExecutor:
                     flow_run = None
             if flow_run is None:
                 # Created claimed (Pending): one write less than creating it Queued.
+                # Recorded before the turn ends: the sync's `queued` event then names it.
                 async with self.sync.writes if self.sync is not None else nullcontext():
                     flow_run = await self.deployments.create_run(client, job, flow, state=Pending())
-                previous = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
+                    previous = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
                 if previous is not None and previous != external_id:
                     # Created for the queue a moment ago, by this process's background
                     # sync: this claimed one replaces it.
@@ -517,24 +516,3 @@ async def _after_crash(svc: SchedulerService, claim: Claim, finish: Finish) -> N
                     UUID(flow_run_id), Crashed(message=run.error or "worker died"), force=True
                 )
                 log.warning("action=mark_crashed flow_run_id=%s", flow_run_id)
-
-
-async def ensure_ollama_limit(name: str | None = None) -> None:
-    """Create the global concurrency limit (1) of the Ollama server this process calls
-    (`name`, default from OLLAMA_HOST), or check that it is 1 and active."""
-    name = name or ollama_slot_name()
-    async with get_client() as client:
-        try:
-            limit = await client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            await client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=1)
-            )
-            log.info("action=create_limit name=%s limit=1", name)
-            return
-    if limit.limit != 1 or not limit.active:
-        raise ConfigurationError(
-            f"the Prefect concurrency limit {name!r} has limit {limit.limit} "
-            f"(active={limit.active}); only one workload may run on an Ollama server: "
-            f"`prefect gcl update {name} --limit 1 --enable`"
-        )

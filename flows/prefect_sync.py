@@ -4,7 +4,11 @@ the job's flow run (a job cancelled while queued ends Cancelled, a skipped group
 Cancelled named "Skipped"); and every change is a Prefect event (events.py).
 
 Prefect calls run on the executor's loop, after the database commit and without holding
-up the caller; `stop` waits for those still under way.
+up the caller; `stop` waits for those still under way. Those that write to Prefect's
+database take turns (`writes`), with the executor's creation of a run too: on the
+server's default SQLite database, a request that reads before it writes (creating a
+flow run does) is refused ("database is locked", a 503 the client retries after about
+2 s) when another write commits in between, e.g. the previous group's artifact.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class PrefectSync(Plugin):
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._outbox: list[Event] = []  # events waiting for the next batch (on the loop)
         self._flushing = False
+        self.writes = asyncio.Lock()  # held on the executor's loop, see above
 
     # ------------------------------------------------------------------ hooks
 
@@ -90,6 +95,11 @@ class PrefectSync(Plugin):
             (j, f) for j in jobs if j.external_id is None and (f := self.flow_of(j.job_type))
         ]
         created = dict(await self.create_runs_now(flow_jobs))
+        for job, _flow in flow_jobs:  # claimed first: the run its executor created
+            if job.job_id not in created:
+                created[job.job_id or 0] = await asyncio.to_thread(
+                    self.svc.get_job, job.job_id or 0
+                )
         await self._send([events.job_event("queued", created.get(j.job_id or 0, j)) for j in jobs])
 
     async def _publish(self, notes: list[tuple[str, Any, Any]]) -> None:
@@ -119,7 +129,7 @@ class PrefectSync(Plugin):
                 name = ENDED_UNRUN.get(JobStatus(run.status.value))
                 if name is not None and flow_run_id:
                     ended.append((flow_run_id, name))
-        async with get_client() as client:
+        async with self.writes, get_client() as client:
             for flow_run_id, name in ended:
                 state: Any = Cancelled(name=name, message=f"{name.lower()} in the scheduler")
                 await client.set_flow_run_state(UUID(flow_run_id), state, force=True)
@@ -135,7 +145,7 @@ class PrefectSync(Plugin):
         """Each changed group's artifact, written again from the database."""
         for group_id in sorted(group_ids):
             group, members = await asyncio.to_thread(self._group_state, group_id)
-            async with get_client() as client:
+            async with self.writes, get_client() as client:
                 await group_artifact.publish(client, group, members)
 
     def _group_state(self, group_id: int) -> tuple[JobGroup, list[tuple[Job, JobRun | None]]]:
@@ -163,7 +173,7 @@ class PrefectSync(Plugin):
         """Create these queued jobs' flow runs; the jobs that got theirs, by id."""
         deployments: Deployments = self.executor.deployments
         created: list[tuple[int, Job]] = []
-        async with get_client() as client:
+        async with self.writes, get_client() as client:
             for job, flow in jobs:
                 current = await asyncio.to_thread(self.svc.get_job, job.job_id or 0)
                 if current.external_id is not None or current.status != JobStatus.QUEUED:
@@ -179,6 +189,12 @@ class PrefectSync(Plugin):
                     (job.job_id or 0, job.model_copy(update={"external_id": str(flow_run.id)}))
                 )
         return created
+
+    async def settled_external_id(self, job_id: int) -> str | None:
+        """The job's flow run id once no creation of runs is under way: a job claimed
+        just after it was queued takes the run being created for it, not a second one."""
+        async with self.writes:
+            return (await asyncio.to_thread(self.svc.get_job, job_id)).external_id
 
     def flow_of(self, job_type: str) -> Flow[..., Any] | None:
         try:
