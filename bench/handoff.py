@@ -23,8 +23,9 @@ from prefect.concurrency.asyncio import concurrency
 
 from bench.config import Context
 from bench.measure import Goal, Result, alternate, compare, gaps_ms, wait_until
-from flows.executor import ensure_ollama_limit, install_prefect, register_flow
-from flows.guard import OLLAMA_LIMIT, ollama_slot
+from flows.executor import install_prefect, register_flow
+from flows.guard import ensure_ollama_limit, ollama_slot
+from flows.ollama_servers import ollama_slot_name
 from flows.resources import declare_resources
 from scheduler_core import JobStatus, SchedulerService
 
@@ -41,7 +42,7 @@ async def _hold(slot: AbstractAsyncContextManager[object], side: str, seconds: f
 
 @flow(name="bench-prefect-gcl-holder", persist_result=False)
 async def prefect_holder(seconds: float) -> None:
-    await _hold(concurrency(OLLAMA_LIMIT, occupy=1, strict=True), "prefect", seconds)
+    await _hold(concurrency(ollama_slot_name(), occupy=1, strict=True), "prefect", seconds)
 
 
 @flow(name="bench-ollama-job", persist_result=False)
@@ -77,7 +78,8 @@ def run(ctx: Context) -> list[Result]:
     with ctx.backend.database() as db:
         svc = db.open_service()
         executor = install_prefect(svc)
-        declare_resources(svc)  # the app's cap: one `ollama` job at a time
+        declare_resources(svc)  # the app's cap: one `ollama` job at a time per server
+        svc.bind_resource("ollama", ollama_slot_name())  # as a worker does
         executor.run(ensure_ollama_limit())
         svc.register("ollama-sleep", lambda p: time.sleep(p["seconds"]), resource="ollama")
         register_flow(svc, "ollama-flow", ollama_job, resource="ollama")
@@ -122,7 +124,7 @@ def run(ctx: Context) -> list[Result]:
         finally:
             alone_loop.close()
         svc.stop()
-    label = f"Prefect concurrency('{OLLAMA_LIMIT}'), {n} flows waiting"
+    label = f"Prefect concurrency('{ollama_slot_name()}'), {n} flows waiting"
     goal = Goal("< 50 ms", 50, at_least=False)
 
     def worst_note(side: str) -> str:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows.executor import ensure_ollama_limit
+from flows.guard import ensure_ollama_limit
 from flows.pipelines import install_pipelines
 from scheduler_core.service import SchedulerService
 from scheduler_core.statuses import JobStatus

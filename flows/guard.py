@@ -11,16 +11,23 @@ recovery can release exactly that lease instead of leaving it to expire.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from uuid import UUID
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.asyncio import concurrency
 from prefect.concurrency.context import ConcurrencyContext
+from prefect.exceptions import ObjectNotFound
 
 from flows.ollama_servers import ollama_slot_name
+from scheduler_core.errors import ConfigurationError
+
+log = logging.getLogger("flows.guard")
 
 LEASE_SECONDS = 60.0
 
@@ -35,10 +42,12 @@ class OllamaLimitMissingError(RuntimeError):
 
 
 @asynccontextmanager
-async def ollama_slot(*, timeout_seconds: float | None = None) -> AsyncIterator[None]:
-    """Hold the one slot of the Ollama server this process calls (OLLAMA_HOST) for the
-    duration of a local model call."""
-    name = ollama_slot_name()
+async def ollama_slot(
+    *, server: str | None = None, timeout_seconds: float | None = None
+) -> AsyncIterator[None]:
+    """Hold the one slot of the Ollama server `server` (`host:port`; default: the one this
+    process calls, OLLAMA_HOST) for the duration of a local model call."""
+    name = ollama_slot_name(server)
     listener = lease_listener.get()
     ctx = ConcurrencyContext.get()
     known = set(ctx.cleanup_lease_ids) if ctx else set()
@@ -65,3 +74,24 @@ async def ollama_slot(*, timeout_seconds: float | None = None) -> AsyncIterator[
         if listener is not None and granted:
             listener(name, granted[-1])
         yield
+
+
+async def ensure_ollama_limit(name: str | None = None) -> None:
+    """Create the global concurrency limit (1) of the Ollama server this process calls
+    (`name`, default from OLLAMA_HOST), or check that it is 1 and active."""
+    name = name or ollama_slot_name()
+    async with get_client() as client:
+        try:
+            limit = await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=1)
+            )
+            log.info("action=create_limit name=%s limit=1", name)
+            return
+    if limit.limit != 1 or not limit.active:
+        raise ConfigurationError(
+            f"the Prefect concurrency limit {name!r} has limit {limit.limit} "
+            f"(active={limit.active}); only one workload may run on an Ollama server: "
+            f"`prefect gcl update {name} --limit 1 --enable`"
+        )

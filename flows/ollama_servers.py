@@ -21,6 +21,10 @@ from flows.llm.providers.ollama_api import ollama_base_url
 OLLAMA_RESOURCE = "ollama"
 """The resource class of every job on a local model; capped at one per server."""
 
+ALLOWED_HOSTS_ENV = "LLMSCHED_OLLAMA_HOSTS"
+"""Comma-separated Ollama servers a job may name (`ollama_host`), besides OLLAMA_HOST: the
+operator's list, so that a submitter cannot make workers call a host of its choosing."""
+
 NAME_LIMIT = 64  # the scheduler's limit on resource names
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.:-]+")
 
@@ -46,6 +50,23 @@ def ollama_slot_name(server: str | None = None) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{name[: NAME_LIMIT - len(digest) - 1]}-{digest}"
+
+
+def named_server(host: str) -> str:
+    """The server a job names in `ollama_host`, if the operator allows it: OLLAMA_HOST's
+    server or one listed in LLMSCHED_OLLAMA_HOSTS (compared as servers, so `gpu2` and
+    `http://gpu2:11434` are one). Raises ValueError naming the setting otherwise."""
+    if not isinstance(host, str) or not host.strip() or any(c in host for c in "\r\n\t "):
+        raise ValueError(f"ollama_host {host!r} is not a host name; write e.g. 'gpu2:11434'")
+    server = ollama_server(host)
+    listed = [h for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    if server not in {ollama_server(), *map(ollama_server, listed)}:
+        raise ValueError(
+            f"ollama_host {host!r} is not an allowed Ollama server; add it to "
+            f"{ALLOWED_HOSTS_ENV} (comma-separated) on the workers and submitters, or leave "
+            "ollama_host out to use the worker's OLLAMA_HOST"
+        )
+    return server
 
 
 def _is_loopback(hostname: str) -> bool:

@@ -14,7 +14,7 @@ from prefect import Flow
 
 from flows.executor import PrefectExecutor, install_prefect, register_flow
 from flows.llm import resolve_model
-from flows.ollama_servers import OLLAMA_RESOURCE, ollama_slot_name
+from flows.ollama_servers import OLLAMA_RESOURCE, named_server, ollama_slot_name
 from flows.research import research_pipeline
 from flows.resources import declare_resources
 from flows.story import story_pipeline
@@ -34,7 +34,12 @@ def resource_by_model(flow: Flow[..., Any]) -> Any:
     fallback = default_model(flow)
 
     def resource(params: dict[str, Any]) -> str:
-        return str(resolve_model(str(params.get("model") or fallback)).resource)
+        """The model's class; an Ollama job that names its server, that server's slot."""
+        resource = str(resolve_model(str(params.get("model") or fallback)).resource)
+        host = params.get("ollama_host")
+        if resource == OLLAMA_RESOURCE and host is not None:
+            return ollama_slot_name(named_server(host))
+        return resource
 
     return resource
 

@@ -68,13 +68,18 @@ async def research_pipeline(
     tags: list[str] | None = None,
     model: str = "offline/research-analyst",
     output_dir: str | None = None,
+    ollama_host: str | None = None,
 ) -> list[str]:
-    """Write a research card on `topic`; returns the path of the saved JSON file."""
+    """Write a research card on `topic`; returns the path of the saved JSON file.
+    `ollama_host`: the Ollama server of an `ollama/...` model, if not the worker's (one
+    the operator allows, see flows/ollama_servers.py)."""
     logger = get_run_logger()
     request = build_research_prompt(topic=topic, tags=tags)
     directory = output_root(output_dir)
     try:
-        completion = await call_model(model, request.messages, json_mode=True)
+        completion = await call_model(
+            model, request.messages, json_mode=True, ollama_host=ollama_host
+        )
     except LLMResponseError as exc:
         # The LLM layer chains the decode error when a JSON-mode reply does not parse.
         if isinstance(exc.__cause__, json.JSONDecodeError):

@@ -115,13 +115,18 @@ async def story_pipeline(
     length: int = 400,
     model: str = "offline/story-writer",
     output_dir: str | None = None,
+    ollama_host: str | None = None,
 ) -> list[str]:
-    """Write a story on `theme`; returns the path of the saved Markdown file."""
+    """Write a story on `theme`; returns the path of the saved Markdown file.
+    `ollama_host`: the Ollama server of an `ollama/...` model, if not the worker's (one
+    the operator allows, see flows/ollama_servers.py)."""
     logger = get_run_logger()
     request = build_story_prompt(theme=theme, genre=genre, length=length)
     directory = output_root(output_dir)
     # Room for the story plus the reasoning some local models write first.
-    completion = await call_model(model, request.messages, max_tokens=2 * length + 2048)
+    completion = await call_model(
+        model, request.messages, max_tokens=2 * length + 2048, ollama_host=ollama_host
+    )
     if completion.finish_reason == "length":
         raise LLMResponseError(
             f"{model} did not finish the story within {2 * length + 2048} tokens (the "

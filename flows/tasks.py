@@ -16,8 +16,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.guard import ollama_slot
+from flows.guard import ensure_ollama_limit, ollama_slot
 from flows.llm import Completion, Message, acomplete, resolve_model
+from flows.llm.providers.ollama_api import ollama_base_url
+from flows.ollama_servers import named_server, ollama_slot_name
 from flows.outputs import note_output
 
 DEFAULT_HOME = "~/.llmsched"
@@ -65,15 +67,23 @@ async def call_model(
     *,
     json_mode: bool = False,
     max_tokens: int | None = None,
+    ollama_host: str | None = None,
 ) -> Completion:
-    """One completion; a local Ollama model is only called while holding the `ollama` slot."""
+    """One completion; a local Ollama model is only called while holding its server's slot
+    (`ollama_host`, if the operator allows it, else the worker's OLLAMA_HOST)."""
     logger = get_run_logger()
     spec = resolve_model(model)
-    logger.info("calling %s (resource %s)", spec, spec.resource)
+    server = named_server(ollama_host) if ollama_host and spec.resource == "ollama" else None
+    logger.info("calling %s (resource %s%s)", spec, spec.resource, f" on {server}" * bool(server))
     started = time.perf_counter()
-    slot = ollama_slot() if spec.resource == "ollama" else nullcontext()
+    if server is not None:  # a worker creates its own server's limit at start; this one now
+        await ensure_ollama_limit(ollama_slot_name(server))
+    slot = ollama_slot(server=server) if spec.resource == "ollama" else nullcontext()
+    base_url = ollama_base_url(ollama_host) if server else None
     async with slot:
-        completion = await acomplete(model, messages, json_mode=json_mode, max_tokens=max_tokens)
+        completion = await acomplete(
+            model, messages, json_mode=json_mode, max_tokens=max_tokens, base_url=base_url
+        )
     logger.info(
         "%s/%s answered in %.2fs: %s input tokens, %s output tokens, finish %s",
         completion.provider,

@@ -16,7 +16,7 @@ from types import FrameType
 from prefect.settings import PREFECT_API_URL
 
 from flows.control import PrefectControl
-from flows.executor import ensure_ollama_limit
+from flows.guard import ensure_ollama_limit
 from flows.pipelines import install_pipelines
 from scheduler_core.service import SchedulerService
 

@@ -80,13 +80,15 @@ class CompletionOptions(TypedDict, total=False):
     call_timeout: float
     max_response_bytes: int
     on_token: TokenCallback | None
+    base_url: str | None
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
     """One call. `timeout`: seconds the server may stay silent; `call_timeout`: seconds the
     whole call may take; `max_response_bytes`: body bytes read before the call fails;
-    `max_tokens`: sent to the server and enforced on the reply (see `StreamState`)."""
+    `max_tokens`: sent to the server and enforced on the reply (see `StreamState`);
+    `base_url`: the server to call instead of the provider's configured one."""
 
     spec: ModelSpec
     messages: Sequence[Message]
@@ -96,6 +98,7 @@ class CompletionRequest:
     call_timeout: float = field(default_factory=default_call_timeout)
     max_response_bytes: int = field(default_factory=default_max_response_bytes)
     on_token: TokenCallback | None = None
+    base_url: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "call_timeout", "max_response_bytes", "max_tokens"):

@@ -313,7 +313,7 @@ def run(
 
     values = build_params(params, params_json, model)
     with service(db) as svc:
-        from flows.executor import ensure_ollama_limit
+        from flows.guard import ensure_ollama_limit
         from flows.pipelines import install_pipelines
 
         if not verbose:

@@ -31,6 +31,16 @@ def check_limit(limit: object) -> int | None:
     return limit
 
 
+def class_of(name: str) -> str | None:
+    """The class an instance name `class@instance` belongs to (None for a plain class).
+
+    A new instance is capped like its class: a job that names its instance (one model
+    server among several) is held to the same cap as the jobs a worker runs there.
+    """
+    cls, sep, _ = name.partition("@")
+    return cls if sep and cls else None
+
+
 def has_room(*, limit: int | None, running: int) -> bool:
     """May one more job of a class with `limit` start while `running` of it run?
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from scheduler_core.errors import JobNotFoundError, JobNotQueuedError, ParamsImmutableError
 from scheduler_core.prepared import prepared
 from scheduler_core.rules import cancel, groups
+from scheduler_core.rules.resources import class_of
 from scheduler_core.rules.retry import retry_values
 from scheduler_core.statuses import JobStatus
 from scheduler_core.store import rows
@@ -26,10 +27,14 @@ IN_CHUNK = 500  # ids per IN (...) list: under every backend's bound-parameter l
 
 class JobsStore(StoreBase):
     def ensure_resources(self, conn: Connection, names: Iterable[str]) -> None:
+        """Create the classes not known yet: uncapped, or an instance capped like its
+        class (rules/resources.class_of)."""
         missing = set(names) - self._known_resources
         if missing:
+            limits = self.resource_limits(conn) if any(map(class_of, missing)) else {}
+            rows = [{"name": n, "limit": limits.get(class_of(n) or n)} for n in sorted(missing)]
             stmt = self._insert(RC).on_conflict_do_nothing(index_elements=["name"])
-            conn.execute(stmt, [{"name": n, "limit": None} for n in sorted(missing)])
+            conn.execute(stmt, rows)
             self._known_resources |= missing
 
     def set_resource_limit(self, conn: Connection, name: str, limit: int | None) -> None:

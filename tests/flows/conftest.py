@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.executor import ensure_ollama_limit
+from flows.guard import ensure_ollama_limit
 from flows.ollama_servers import ollama_server, ollama_slot_name
 from tests.llm_server.process import LLMServerProcess
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from prefect.client.orchestration import get_client
 
 from flows.guard import OllamaLimitMissingError
 from flows.llm import UnknownModelError
-from flows.ollama_servers import ollama_slot_name
+from flows.ollama_servers import ollama_server, ollama_slot_name
+from flows.pipelines import install_pipelines
 from flows.research import research_pipeline
 from flows.story import story_pipeline
-from tests.flows.support import create_ollama_limit, eventually, stays
+from scheduler_core import InvalidParamsError, JobStatus, SchedulerService
+from tests.flows.support import create_ollama_limit, dispatch_until_ended, eventually, stays
 from tests.llm_server.process import LLMServerProcess
 
 OLLAMA = "ollama/qwen3:30b"
@@ -82,3 +85,36 @@ def test_unknown_ollama_model_fails_the_run(fake_llm: LLMServerProcess, out_dir:
 
     assert not out_dir.exists() or not any(out_dir.iterdir())
     assert asyncio.run(slots_in_use()) == 0
+
+
+def test_a_job_naming_an_allowed_ollama_server_runs_there_in_its_slot(
+    fake_llm: LLMServerProcess,
+    out_dir: Path,
+    open_service: Callable[..., SchedulerService],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ollama_host` picks another Ollama server than the worker's: the job is in that
+    server's slot, and its call goes there under that server's Prefect limit."""
+    svc = open_service()
+    install_pipelines(svc)
+    with LLMServerProcess() as other:
+        params = {"theme": "far lights", "model": OLLAMA, "ollama_host": other.base_url}
+        with pytest.raises(InvalidParamsError, match="LLMSCHED_OLLAMA_HOSTS"):
+            svc.enqueue_job("story", {**params, "output_dir": str(out_dir)})
+        assert svc.list_jobs() == []
+        monkeypatch.setenv("LLMSCHED_OLLAMA_HOSTS", f"gpu9:11434, {other.base_url}")
+        job = svc.enqueue_job("story", {**params, "output_dir": str(out_dir)})
+        slot = ollama_slot_name(ollama_server(other.base_url))
+        assert job.resource == slot and svc.resource_limits()[slot] == 1
+        ended, run = dispatch_until_ended(svc)
+        assert ended.status == JobStatus.COMPLETED, run.error
+        assert ended.slot == slot
+        assert [r["protocol"] for r in other.stats()["requests"]] == ["ollama"]
+    assert fake_llm.stats()["requests"] == []  # the worker's own server was not called
+
+    async def other_limit() -> tuple[int, int]:
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(slot)
+        return limit.limit, limit.active_slots
+
+    assert asyncio.run(other_limit()) == (1, 0)  # created for the call, and released

@@ -211,3 +211,26 @@ def test_a_direct_execution_takes_its_workers_instance_of_a_capped_class(
     run = svc.execute_direct("gen", {}, timeout=10)
     assert run.status is JobRunStatus.COMPLETED
     assert svc.get_job(run.job_id).slot == "llm@here"
+
+
+def test_a_job_naming_an_instance_shares_the_instance_slot_and_its_cap(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    """A job whose class is an instance (`llm@b`: it names its server) is capped like the
+    class, and shares the slot with the jobs that a worker bound to `llm@b` runs."""
+    on_a, on_b = open_service(), open_service()
+    for svc, instance in ((on_a, "llm@a"), (on_b, "llm@b")):
+        svc.set_resource_limit("llm", 1)
+        svc.register("gen", lambda p: None, resource=lambda p: p.get("server", "llm"))
+        svc.bind_resource("llm", instance)
+    named = on_a.enqueue_job("gen", {"server": "llm@b"}, priority=1)
+    on_a.enqueue_job("gen", {})
+    assert on_a.resource_limits()["llm@b"] == 1
+    first = on_a.claim_next()  # worker A runs the job named for server B, in B's slot
+    assert first is not None and first.job.job_id == named.job_id
+    assert first.job.slot == "llm@b"
+    assert on_b.claim_next() is None  # B's slot is taken
+    second = on_a.claim_next()  # A's own slot is free
+    assert second is not None and second.job.slot == "llm@a"
+    assert on_a.enqueue_job("gen", {"server": "new@x"}).resource == "new@x"
+    assert on_a.resource_limits()["new@x"] is None  # an uncapped class's instance

@@ -164,7 +164,7 @@ class HTTPProvider(Provider):
         return request.max_tokens
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        base_url = self.base_url()
+        base_url = request.base_url or self.base_url()
         where = base_url
         state = StreamState(on_token=request.on_token, max_tokens=self.token_limit(request))
         budget = ByteBudget(request.max_response_bytes)
