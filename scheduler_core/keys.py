@@ -5,10 +5,35 @@ submitting one key at once create one. The same key for different work is refuse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
 
 from scheduler_core.errors import KeyReusedError
 from scheduler_core.values import Job, JobGroup, JobSpec
+
+T = TypeVar("T")
+
+
+def submit_once(
+    key: str | None,
+    *,
+    find: Callable[[], T | None],
+    same: Callable[[T], T],
+    insert: Callable[[], T],
+) -> tuple[T, bool]:
+    """`insert()` unless `key` names earlier work, which `find()` returns and `same()`
+    checks; True when inserted. A unique-key conflict means another process was first:
+    its work is returned. Any other conflict is raised."""
+    if key is not None and (found := find()) is not None:
+        return same(found), False
+    try:
+        return insert(), True
+    except IntegrityError:
+        if key is None or (found := find()) is None:
+            raise
+        return same(found), False
 
 
 def same_job(found: Job, spec: JobSpec) -> Job:

@@ -270,18 +270,22 @@ class SchedulerService(DirectExecution, Dispatching):
         if key is not None:
             check_text(key, name="key", limit=256)
             spec = replace(spec, key=key)
-            if (found := self.job_by_key(key)) is not None:
-                return keys.same_job(found, spec)
         try:
-            (job,) = self.db.write(lambda c: self.store.insert_jobs(c, [spec], now=utcnow()))
+            job, created = keys.submit_once(
+                key,
+                find=lambda: self.job_by_key(spec.key or ""),
+                same=lambda found: keys.same_job(found, spec),
+                insert=lambda: self.db.write(
+                    lambda c: self.store.insert_jobs(c, [spec], now=utcnow())
+                )[0],
+            )
         except IntegrityError as exc:
-            if key is not None and (found := self.job_by_key(key)) is not None:
-                return keys.same_job(found, spec)  # another process was first
             raise DuplicateExternalIdError(
                 f"a job with external id {external_id!r} exists already; find it with "
                 "job_by_external_id()"
             ) from exc
-        self._queued([job])
+        if created:
+            self._queued([job])
         return job
 
     def _queued(self, jobs: list[Job]) -> None:
@@ -321,17 +325,16 @@ class SchedulerService(DirectExecution, Dispatching):
         ]
         if key is not None:
             check_text(key, name="key", limit=256)
-            if (found := self.group_by_key(key)) is not None:
-                return keys.same_group(found, key, name, specs)
-        try:
-            group, members = self.db.write(
+        (group, members), created = keys.submit_once(
+            key,
+            find=lambda: self.group_by_key(key or ""),
+            same=lambda found: keys.same_group(found, key or "", name, specs),
+            insert=lambda: self.db.write(
                 lambda c: self.store.insert_group(c, name=name, specs=specs, now=utcnow(), key=key)
-            )
-        except IntegrityError:
-            if key is None or (found := self.group_by_key(key)) is None:
-                raise
-            return keys.same_group(found, key, name, specs)  # another process was first
-        self._queued(members)
+            ),
+        )
+        if created:
+            self._queued(members)
         return group, members
 
     def update_job_params(self, job_id: int, params: Mapping[str, Any]) -> Job:
