@@ -67,6 +67,14 @@ def test_a_group_through_the_worker_makes_no_request_the_server_refuses(
     try:
         group, members = svc.create_job_group(jobs, name="default-server")
         group_id = group.group_id or 0
+        # Counted from the group's flow runs on: creating them right after an earlier
+        # test's flows ended can meet the server still recording those (not ours).
+        wait_for(
+            lambda: all(svc.get_job(m.job_id or 0).external_id for m in members),
+            timeout=60,
+            what="the members' flow runs",
+        )
+        retried.clear()
         wait_for(
             lambda: svc.get_job_group(group_id).status.is_terminal,
             timeout=120,
