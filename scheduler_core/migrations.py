@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from scheduler_core import tables
 from scheduler_core.errors import ConfigurationError
 from scheduler_core.values import utcnow
+from scheduler_core.wakeups import install_trigger
 
 _MIGRATE_LOCK_KEY = 0x5C4EE
 
@@ -59,11 +60,17 @@ def _slots(ops: Operations) -> None:
     )
 
 
+def _wakeups(ops: Operations) -> None:
+    """v6: PostgreSQL notifies workers of changed jobs (wakeups.py)."""
+    install_trigger(ops.get_bind())
+
+
 STEPS: dict[int, Callable[[Operations], None]] = {
     2: _job_timeout,
     3: _job_control,
     4: _keys,
     5: _slots,
+    6: _wakeups,
 }
 """The step that brings a database to each version."""
 
@@ -77,6 +84,7 @@ def migrate(conn: Connection) -> int:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK_KEY)))
     current = conn.execute(sa.select(sa.func.max(tables.SchemaVersion.version))).scalar()
     if current is None:  # a new database: its tables were created at this version
+        install_trigger(conn)
         _record(conn, tables.SCHEMA_VERSION)
         return tables.SCHEMA_VERSION
     if current > tables.SCHEMA_VERSION:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from scheduler_core.database import is_transient
 from scheduler_core.deadlines import raise_in
 from scheduler_core.errors import InfrastructureError, JobInterrupted
+from scheduler_core.wakeups import Wakeups
 
 if TYPE_CHECKING:
     from scheduler_core.dispatching import Dispatching
@@ -45,16 +46,20 @@ class WorkerLoop:
         self._recovery = threading.Thread(
             target=self._recovery_loop, name="llmsched-recovery", daemon=True
         )
+        # Work queued or slots freed by other processes wake the dispatcher at once.
+        self._wakeups = Wakeups(service.db.engine.url, service.signal.notify)
 
     def start(self) -> None:
         log.info("action=worker_start worker_id=%s slots=%s", self.service.worker_id, self.slots)
         self._run_recovery()
         self._dispatcher.start()
         self._recovery.start()
+        self._wakeups.start()
 
     def stop(self, timeout: float) -> bool:
         """No new dispatch; running jobs finish. True if they all did within `timeout`."""
         self._draining.set()
+        self._wakeups.stop()
         self.service.signal.notify()
         with self._idle:
             drained = self._idle.wait_for(lambda: self.running == 0, timeout=timeout)
