@@ -1,7 +1,11 @@
 """`python -m bench`: every benchmark row beside its baseline, as a table and as JSON.
 
     python -m bench [--postgres URL] [--quick | --smoke] [--json PATH] [--repeat N]
-                    [--only FAMILY ...]
+                    [--only FAMILY ...] [--peers]
+
+`--peers` runs ours beside huey, DBOS, procrastinate and PgQueuer (bench/peers.py)
+instead of the default families (with `--only`, beside those); the peers come from
+the `bench` extra: pip install -e '.[bench]'.
 
 Exit code 0 unless a row errors; targets are reported as met or missed, not enforced.
 """
@@ -27,7 +31,7 @@ from rich.console import Console
 
 from bench import report
 from bench.backends import Backend
-from bench.config import FAMILIES, MODES, Context
+from bench.config import FAMILIES, MODES, PEERS, Context
 from bench.measure import Result
 from bench.prefect_server import PrefectServer
 
@@ -43,6 +47,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     parser.add_argument("--repeat", type=int, metavar="N", help="rounds per row (default 3)")
     parser.add_argument("--only", nargs="+", choices=FAMILIES, metavar="FAMILY")
+    parser.add_argument(
+        "--peers", action="store_true", help="ours beside huey, DBOS, procrastinate, PgQueuer"
+    )
     return parser.parse_args(argv)
 
 
@@ -63,9 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         backends = [Backend("sqlite", root)]
         if args.postgres:
             backends.append(Backend("postgres", root, args.postgres))
+        families = list(args.only or ([] if args.peers else FAMILIES))
+        if args.peers:
+            families.append(PEERS)
+            from bench.peers import install_hint
+
+            if hint := install_hint():
+                err.print(f"[yellow]{hint}", highlight=False)
         try:
             for backend in backends:
-                for name in args.only or FAMILIES:
+                for name in families:
 
                     def say(msg: str, prefix: str = f"{backend.name} {name}") -> None:
                         err.log(f"[dim]{prefix}: {msg}")

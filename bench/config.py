@@ -120,6 +120,9 @@ FAMILIES = (
     "handoff",
 )
 
+# Not in the default run: `--peers` adds it (bench/peers.py), as it needs the `bench` extra.
+PEERS = "peers"
+
 
 @dataclass(slots=True)
 class Context:
