@@ -23,7 +23,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -296,8 +296,10 @@ class PrefectExecutor:
                     previous = await asyncio.to_thread(_record_external_id, ctx, str(flow_run.id))
                 if previous is not None and previous != external_id:
                     # Created for the queue a moment ago, by this process's background
-                    # sync: this claimed one replaces it.
-                    await client.delete_flow_run(UUID(previous))
+                    # sync: this claimed one replaces it (unless the server lost it in
+                    # an outage: then there is nothing to delete).
+                    with suppress(ObjectNotFound):
+                        await client.delete_flow_run(UUID(previous))
             # The engine reads the run again as it starts: no read of the Pending state here.
         if self.sync is not None:
             self.sync.publish(
