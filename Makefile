@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/mypy
 
 # The suite on TEST_PROCESSES processes, then alone the tests marked `serial` (they
-# stop the PostgreSQL server the others use, or measure memory).
+# measure their process's memory, which other tests' load would blur).
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -n $(TEST_PROCESSES) -m "not serial"
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m serial

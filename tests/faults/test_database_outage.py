@@ -1,5 +1,6 @@
 """The database goes away under running workers: a PostgreSQL restart (10 s and 60 s,
-longer than `db_retry_seconds`) and a SQLite file locked by another process.
+longer than `db_retry_seconds`) of a cluster of the test's own, and a SQLite file locked
+by another process.
 
 Afterwards every dispatcher works again by itself, every job is terminal, none ran
 twice to completion, no attempt was burned by the outage, and nothing is left RUNNING.
@@ -8,10 +9,12 @@ twice to completion, no attempt was burned by the outage, and nothing is left RU
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import pytest
 
 from scheduler_core import JobStatus, SchedulerService
 from scheduler_core.values import utcnow
-from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
+from tests.conftest import POSTGRES_URL, TEST_SETTINGS, wait_for
 from tests.faults.support import (
     Workers,
     check_recovered,
@@ -27,60 +30,89 @@ from tests.faults.support import (
     executions,
     queue_mixed_workload,
 )
+from tests.prefect_env import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.serial]
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
+VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else ""
+needs_own_cluster = pytest.mark.skipif(
+    not POSTGRES_URL or os.geteuid() != 0 or not shutil.which("pg_createcluster"),
+    reason="creates, stops and starts a PostgreSQL cluster of its own: needs "
+    "SCHEDULER_TEST_POSTGRES_URL, root and Debian's postgresql-common",
+)
 
 
-def pg_ready() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0
+class Cluster:
+    """A PostgreSQL cluster of one test's own (Debian's `pg_createcluster`, trust auth on
+    a free port): the test stops and starts it while every other test keeps the shared
+    server."""
+
+    def __init__(self) -> None:
+        self.name = f"faults_{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def create(self) -> None:
+        subprocess.run(
+            [
+                *("pg_createcluster", VERSION, self.name, "-p", str(self.port), "--start"),
+                *("--", "--auth-host=trust", "--auth-local=trust"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        wait_for(self.ready, timeout=60, interval=0.2, what="the test's PostgreSQL cluster")
+
+    def ready(self) -> bool:
+        command = ["pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-q"]
+        return subprocess.run(command).returncode == 0
+
+    def stop(self) -> None:
+        subprocess.run(["pg_ctlcluster", VERSION, self.name, "stop", "-m", "fast"], check=True)
+
+    def start(self) -> None:
+        subprocess.run(["pg_ctlcluster", VERSION, self.name, "start"], check=True)
+        wait_for(self.ready, timeout=60, interval=0.2, what="PostgreSQL back")
+
+    def drop(self) -> None:
+        subprocess.run(
+            ["pg_dropcluster", VERSION, self.name, "--stop"], check=False, capture_output=True
+        )
 
 
 @pytest.fixture
-def postgres_cluster() -> Iterator[None]:
-    """The local cluster, started again after the test whatever happened (request it
-    after the database fixture, so that it is up again before that one is dropped)."""
+def cluster() -> Iterator[Cluster]:
+    """The test's own cluster, dropped afterwards whatever happened."""
+    own = Cluster()
     try:
-        yield
+        own.create()
+        yield own
     finally:
-        if not pg_ready():
-            subprocess.run([*CLUSTER, "start"], check=False)
-        wait_for(pg_ready, timeout=60, interval=0.2, what="PostgreSQL to accept connections")
+        own.drop()
 
 
-@pytest.mark.skipif(
-    not POSTGRES_URL or os.geteuid() != 0,
-    reason="stops the local PostgreSQL cluster: needs SCHEDULER_TEST_POSTGRES_URL and root",
-)
+@needs_own_cluster
 @pytest.mark.parametrize("outage", [10, 60])
 @pytest.mark.timeout(600)
 def test_workers_survive_a_postgresql_restart(
-    outage: int, tmp_path: Path, pg_db_url: str, postgres_cluster: None
+    outage: int, tmp_path: Path, cluster: Cluster
 ) -> None:
-    db_url = pg_db_url
+    db_url = cluster.url
     log = tmp_path / "executions.log"
     svc = SchedulerService.open(db_url, **TEST_SETTINGS)
     load = queue_mixed_workload(svc, singles=2500)
     workers = Workers(db_url, log, count=3)
     try:
         wait_for(lambda: done_count(svc) > load.size // 5, timeout=120, what="a fifth done")
-        subprocess.run([*CLUSTER, "stop", "-m", "fast"], check=True)
+        cluster.stop()
         time.sleep(outage)  # the injected outage itself
-        subprocess.run([*CLUSTER, "start"], check=True)
         restarted = utcnow()
-        wait_for(pg_ready, timeout=60, interval=0.2, what="PostgreSQL back")
+        cluster.start()
         counts = check_recovered(svc, load, workers, since=restarted)
         print(f"outage={outage}s {counts}")
     finally:
         workers.close()
         svc.close()
-
-
-@pytest.fixture
-def pg_db_url(tmp_path: Path) -> Iterator[str]:
-    with fresh_database("postgres", tmp_path) as url:
-        yield url
 
 
 @pytest.mark.timeout(300)
@@ -107,14 +139,12 @@ def test_workers_survive_a_sqlite_file_locked_longer_than_db_retry_seconds(
         svc.close()
 
 
-@pytest.mark.skipif(
-    not POSTGRES_URL or os.geteuid() != 0,
-    reason="stops the local PostgreSQL cluster: needs SCHEDULER_TEST_POSTGRES_URL and root",
-)
+@needs_own_cluster
 @pytest.mark.timeout(300)
 def test_a_worker_stopped_during_an_outage_keeps_its_result_for_the_next_worker(
-    tmp_path: Path, pg_db_url: str, postgres_cluster: None
+    tmp_path: Path, cluster: Cluster
 ) -> None:
+    pg_db_url = cluster.url
     log = tmp_path / "executions.log"
     svc = SchedulerService.open(pg_db_url, **TEST_SETTINGS)
     svc.register("work", lambda params: None)
@@ -123,15 +153,14 @@ def test_a_worker_stopped_during_an_outage_keeps_its_result_for_the_next_worker(
     second: Workers | None = None
     try:
         wait_for(lambda: "start " in log.read_text(), timeout=60, what="the job started")
-        subprocess.run([*CLUSTER, "stop", "-m", "fast"], check=True)
+        cluster.stop()
         wait_for(lambda: "done " in log.read_text(), timeout=30, what="the job's end")
         (proc,) = first.procs
         proc.send_signal(signal.SIGTERM)  # stopped while its end cannot be written
         proc.wait(timeout=120)
         spooled = list((Path(os.environ["LLMSCHED_HOME"]) / "spool").glob("*.jsonl"))
         assert len(spooled) == 1 and oct(spooled[0].stat().st_mode & 0o777) == "0o600"
-        subprocess.run([*CLUSTER, "start"], check=True)
-        wait_for(pg_ready, timeout=60, interval=0.2, what="PostgreSQL back")
+        cluster.start()
         second = Workers(pg_db_url, log, count=1, slots=1)  # its recovery writes the end
         wait_for(
             lambda: svc.get_job(job.job_id or 0).status.is_terminal,
