@@ -68,10 +68,23 @@ class Cluster:
         return subprocess.run(command).returncode == 0
 
     def stop(self) -> None:
-        subprocess.run(["pg_ctlcluster", VERSION, self.name, "stop", "-m", "fast"], check=True)
+        subprocess.run(
+            [
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                VERSION,
+                self.name,
+                "stop",
+                "-m",
+                "fast",
+            ],
+            check=True,
+        )
 
     def start(self) -> None:
-        subprocess.run(["pg_ctlcluster", VERSION, self.name, "start"], check=True)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", VERSION, self.name, "start"], check=True
+        )
         wait_for(self.ready, timeout=60, interval=0.2, what="PostgreSQL back")
 
     def drop(self) -> None:
