@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.peers import install_hint
 
             if hint := install_hint():
-                err.print(f"[yellow]{hint}", highlight=False)
+                err.print(hint, style="yellow", markup=False, highlight=False, soft_wrap=True)
         try:
             for backend in backends:
                 for name in families:

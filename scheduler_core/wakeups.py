@@ -59,7 +59,8 @@ class Wakeups:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=LISTEN_TIMEOUT + 1)
+        if self._thread.ident is not None:  # started (a failed start never did)
+            self._thread.join(timeout=LISTEN_TIMEOUT + 1)
 
     def _run(self) -> None:
         watch = self._listen if self.url.get_backend_name() == "postgresql" else self._watch_file

@@ -1,0 +1,669 @@
+"""Ours beside huey, DBOS, procrastinate and PgQueuer on one workload, checked as it runs.
+
+Per system and round, on a fresh database (a SQLite directory or a PostgreSQL database):
+(a) `jobs` no-op jobs with random priorities 0-9 enqueued one by one (enqueue/s), then
+drained by one worker process with 1 slot and again (a second batch) with 4 slots
+(jobs/s, from the first job's start to the last one's end: worker start-up is not
+counted); (b) `exclusive_jobs` jobs of `hold` seconds on a resource limited to one job,
+drained by two worker processes of 2 slots: the median gap from one job's end to the next
+one's start. Every worker is started the way its system documents (a consumer, a worker
+command, a launched app) and every handler records its job's number and span
+(bench/peers_common.py), from which each drain is checked: every job exactly once, the
+1-slot drain in priority order (desc, then FIFO), no two exclusive jobs overlapping.
+Rounds alternate the systems, each round with the same priorities for all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bench.config import MODES, Context
+from bench.measure import ROOT, Goal, Result, Series, gaps_ms
+from bench.peers_common import DB_ENV, EXCLUSIVE, OUT_ENV
+
+INSTALL = "install the peers with: .venv/bin/pip install -e '.[bench]'"
+GRACE = 0.2  # seconds a drain waits after the last expected job, for a late duplicate
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSizes:
+    jobs: int
+    exclusive_jobs: int
+    hold: float  # seconds each exclusive job takes
+    timeout: float  # seconds a drain may take before it is reported unfinished
+
+
+SIZES = {
+    "default": PeerSizes(jobs=5000, exclusive_jobs=200, hold=0.005, timeout=600),
+    "quick": PeerSizes(jobs=1000, exclusive_jobs=50, hold=0.005, timeout=300),
+    "smoke": PeerSizes(jobs=60, exclusive_jobs=10, hold=0.005, timeout=120),
+}
+
+
+@dataclass(slots=True)
+class Store:
+    """One system's fresh database: a directory (its files, logs) and, on PostgreSQL, a URL."""
+
+    dir: Path
+    url: str | None
+
+
+@contextmanager
+def fresh_store(root: Path, postgres: str | None) -> Iterator[Store]:
+    home = Path(tempfile.mkdtemp(prefix="peer-", dir=root))
+    try:
+        if postgres is None:
+            yield Store(home, None)
+            return
+        import psycopg
+
+        name = f"bench_peer_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        try:
+            parts = urlsplit(postgres)
+            yield Store(home, urlunsplit(parts._replace(path=f"/{name}")))
+        finally:
+            with psycopg.connect(postgres, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+class System:
+    """One queue as its docs have it used: enqueue in this process, workers as processes."""
+
+    name = ""
+    package: str | None = None  # the distribution that must be installed
+    backends: tuple[str, ...] = ("sqlite", "postgres")
+    how = ""  # configuration, as the docs and the table say it
+    priority_note = "priority desc, then FIFO"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def enqueue(self, n: int, priority: int) -> None:
+        raise NotImplementedError
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        raise NotImplementedError
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the parent's connections (before the database is dropped)."""
+
+    def spawn(self, out: Path, *args: object, env: dict[str, str] | None = None) -> Any:
+        """`python ARGS`, its output in a log beside the record file (kept until cleanup)."""
+        with (out.parent / f"{out.stem}-{uuid.uuid4().hex[:6]}.log").open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, *map(str, args)],
+                cwd=ROOT,
+                env={**os.environ, OUT_ENV: str(out), **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @classmethod
+    def label(cls) -> str:
+        return f"{cls.name} {version(cls.package)}" if cls.package else cls.name
+
+
+class Ours(System):
+    name = "ours"
+    how = "SchedulerService.open(url); worker: start(concurrency=N) until SIGTERM, stop()"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        from bench.peers_ours import register
+        from scheduler_core import SchedulerService
+
+        self.url = store.url or f"sqlite:///{store.dir / 'jobs.db'}"
+        self.svc = SchedulerService.open(self.url, home=store.dir, retry_backoff_seconds=0)
+        register(self.svc, None)
+        self.svc.set_resource_limit(EXCLUSIVE, 1)
+
+    def enqueue(self, n: int, priority: int) -> None:
+        self.svc.enqueue_job("noop", {"n": n}, priority=priority)
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        self.svc.enqueue_job(EXCLUSIVE, {"n": n, "seconds": seconds})
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        home = self.store.dir
+        return self.spawn(out, "-m", "bench.peers_ours", "ours", self.url, home, slots, out)
+
+    def close(self) -> None:
+        self.svc.close()
+
+
+class Raw(System):
+    name = "raw"
+    how = "bench/peers_ours.py: claim+finish transactions, a thread per slot, 1 ms idle poll"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        from bench import peers_ours
+
+        self.insert = peers_ours.RAW_INSERT.format(p="?" if store.url is None else "%s")
+        if store.url is None:
+            import sqlite3
+
+            self.target = str(store.dir / "raw.db")
+            self.conn: Any = sqlite3.connect(self.target, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            pk = "INTEGER PRIMARY KEY"
+        else:
+            import psycopg
+
+            self.target = store.url
+            self.conn = psycopg.connect(store.url, autocommit=True)
+            pk = "BIGSERIAL PRIMARY KEY"
+        self.conn.execute(peers_ours.RAW_TABLE.format(pk=pk))
+        self.conn.execute(peers_ours.RAW_INDEX)
+
+    def enqueue(self, n: int, priority: int) -> None:
+        self.conn.execute(self.insert, (n, priority, 0.0, 0))
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        self.conn.execute(self.insert, (n, 0, seconds, 1))
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        kind = EXCLUSIVE if exclusive else "noop"
+        return self.spawn(out, "-m", "bench.peers_ours", "raw", self.target, kind, slots, out)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Huey(System):
+    name = "huey (WAL)"
+    package = "huey"
+    backends = ("sqlite",)
+    journal = "wal"
+    how = (
+        "SqliteHuey(journal_mode='wal', results=False); `huey_consumer -k thread -w N`; "
+        "exclusive: lock_task + retries, retry_delay=0"
+    )
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        from bench.peers_huey import make
+
+        self.file = str(store.dir / "huey.db")
+        self.huey, self.noop, self.exclusive = make(self.file, self.journal)
+
+    def enqueue(self, n: int, priority: int) -> None:
+        self.huey.enqueue(self.noop.s(n, priority=priority))
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        self.huey.enqueue(self.exclusive.s(n, seconds))
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        from bench.peers_huey import JOURNAL_ENV
+
+        args = ("-m", "huey.bin.huey_consumer", "bench.peers_huey.huey", "-k", "thread")
+        env = {DB_ENV: self.file, JOURNAL_ENV: self.journal}
+        return self.spawn(out, *args, "-w", slots, "-n", env=env)
+
+    def close(self) -> None:
+        self.huey.storage.close()
+
+
+class HueyDelete(Huey):
+    name = "huey (rollback journal)"
+    journal = "delete"
+    how = "as huey (WAL) but journal_mode='delete', SQLite's default journal"
+
+
+class Dbos(System):
+    name = "dbos"
+    package = "dbos"
+    how = (
+        "workflows enqueued by DBOSClient; worker: DBOS.launch(), queue "
+        "worker_concurrency=N, polling_interval_sec=0.01; exclusive: global_concurrency=1; "
+        "priority 10-p (lower runs first)"
+    )
+    priority_note = "priority (lower first), then enqueue time"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        from dbos import DBOSClient
+
+        self.url = store.url or f"sqlite:///{store.dir / 'dbos.sqlite'}"
+        setup = self.spawn(store.dir / "setup", "-m", "bench.peers_dbos", self.url, 0)
+        if setup.wait(timeout=120) != 0:
+            raise RuntimeError("DBOS setup failed")
+        self.client = DBOSClient(system_database_url=self.url)
+
+    def enqueue(self, n: int, priority: int) -> None:
+        options: Any = {"queue_name": "bench", "workflow_name": "noop", "priority": 10 - priority}
+        self.client.enqueue(options, n)
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        options: Any = {"queue_name": EXCLUSIVE, "workflow_name": EXCLUSIVE}
+        self.client.enqueue(options, n, seconds)
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        return self.spawn(out, "-m", "bench.peers_dbos", self.url, slots)
+
+    def close(self) -> None:
+        self.client.destroy()
+
+
+class Procrastinate(System):
+    POLL = 0.1
+
+    name = "procrastinate"
+    package = "procrastinate"
+    backends = ("postgres",)
+    how = (
+        "defer: SyncPsycopgConnector; worker: PsycopgConnector, `procrastinate worker "
+        "--concurrency N --fetch-job-polling-interval 0.1` (LISTEN/NOTIFY; a freed lock "
+        "sends no notification, so the default 5 s poll would pace the exclusive jobs); "
+        "exclusive: lock='exclusive'"
+    )
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        import procrastinate
+
+        from bench.peers_procrastinate import app
+
+        # The docs' connector for code that only defers, synchronously (the workers are async).
+        connector = procrastinate.SyncPsycopgConnector(conninfo=store.url or "")
+        self.app = app.with_connector(connector).open()
+        self.app.schema_manager.apply_schema()
+
+    def defer(self, name: str, **options: Any) -> Any:
+        """The task deferred through this database's app (the module's tasks hold its own)."""
+        from procrastinate.tasks import configure_task
+
+        return configure_task(name=name, job_manager=self.app.job_manager, queue="bench", **options)
+
+    def enqueue(self, n: int, priority: int) -> None:
+        self.defer("noop", priority=priority).defer(n=n)
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        self.defer(EXCLUSIVE, lock=EXCLUSIVE).defer(n=n, seconds=seconds)
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        args = ("-m", "procrastinate", "--app", "bench.peers_procrastinate.app", "worker")
+        env = {DB_ENV: self.store.url or ""}
+        poll = ("--fetch-job-polling-interval", self.POLL)
+        return self.spawn(out, *args, "--concurrency", slots, *poll, env=env)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+class PgQueuer(System):
+    name = "pgqueuer"
+    package = "pgqueuer"
+    backends = ("postgres",)
+    how = (
+        "AsyncpgDriver; worker: pgqueuer.run(factory) (what `pgq run` calls) with "
+        "max_concurrent_tasks=N, batch_size=N/2; 1 slot: entrypoint concurrency_limit=1, "
+        "batch_size=1; "
+        "exclusive: entrypoint concurrency_limit=1"
+    )
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        import asyncpg
+        from pgqueuer import Queries
+        from pgqueuer.db import AsyncpgDriver
+
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(store.url))
+        self.queries = Queries(AsyncpgDriver(self.conn))
+        self.loop.run_until_complete(self.queries.install())
+
+    def enqueue(self, n: int, priority: int) -> None:
+        self.loop.run_until_complete(self.queries.enqueue("noop", str(n).encode(), priority))
+
+    def enqueue_exclusive(self, n: int, seconds: float) -> None:
+        payload = f"{n} {seconds}".encode()
+        self.loop.run_until_complete(self.queries.enqueue(EXCLUSIVE, payload, 0))
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        env = {DB_ENV: self.store.url or ""}
+        kind = EXCLUSIVE if exclusive else "noop"
+        return self.spawn(out, "-m", "bench.peers_pgqueuer", slots, kind, env=env)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+SYSTEMS: tuple[type[System], ...] = (Ours, Raw, Huey, HueyDelete, Dbos, Procrastinate, PgQueuer)
+IMPORTS = {"huey": "huey", "dbos": "dbos", "procrastinate": "procrastinate", "pgqueuer": "pgqueuer"}
+
+
+def missing_packages() -> list[str]:
+    return [pkg for pkg, mod in IMPORTS.items() if importlib.util.find_spec(mod) is None]
+
+
+def install_hint() -> str | None:
+    """The one line `--peers` prints when a peer is missing (its rows then say so too)."""
+    missing = missing_packages()
+    return f"peers not installed: {', '.join(missing)}; {INSTALL}" if missing else None
+
+
+@dataclass(slots=True)
+class Drain:
+    """One drain's records and what they show."""
+
+    rate: float = 0.0
+    gap_ms: float = 0.0
+    duplicates: int = 0
+    missing: int = 0
+    out_of_order: int = 0  # adjacent pairs run against the expected order
+    overlaps: int = 0
+    worst_overlap_ms: float = 0.0
+    error: str = ""
+
+
+def read_records(out: Path) -> list[tuple[int, float, float]]:
+    rows = [line.split() for line in out.read_text().splitlines() if line]
+    return [(int(n), float(start), float(end)) for n, start, end, _ in rows]
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drain(
+    system: System,
+    out: Path,
+    expected: dict[int, int],
+    *,
+    slots: int,
+    processes: int,
+    exclusive: bool,
+    timeout: float,
+) -> Drain:
+    """Start the workers, wait until every expected job has a record, stop them, check."""
+    out.touch()
+    procs = [system.worker(slots, out, exclusive) for _ in range(processes)]
+    result = Drain()
+    try:
+        deadline = time.monotonic() + timeout
+        while out.read_bytes().count(b"\n") < len(expected):
+            if any(p.poll() is not None for p in procs):
+                result.error = "a worker exited early"
+                break
+            if time.monotonic() > deadline:
+                result.error = f"unfinished after {timeout:.0f} s"
+                break
+            time.sleep(0.01)
+        time.sleep(GRACE)
+    finally:
+        stop_all(procs)
+    records = read_records(out)
+    counts = Counter(n for n, _, _ in records)
+    result.duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    result.missing = len(set(expected) - set(counts))
+    if records:
+        spans = sorted((start, end) for _, start, end in records)
+        result.rate = len(records) / max(max(e for _, e in spans) - spans[0][0], 1e-9)
+        gaps = gaps_ms(spans)
+        result.overlaps = sum(g < 0 for g in gaps) if exclusive else 0
+        result.worst_overlap_ms = -min([0.0, *gaps]) if exclusive else 0.0
+        result.gap_ms = statistics.median(gaps) if gaps else 0.0
+        ran = [n for n, _, _ in sorted(records, key=lambda r: r[1])]
+        keys = [(-expected.get(n, 0), n) for n in ran]
+        result.out_of_order = sum(a > b for a, b in itertools.pairwise(keys))
+    return result
+
+
+FIGURES = ("enqueue", "slot1", "slot4", "handoff")
+
+
+@dataclass(slots=True)
+class Tally:
+    """One system's figures over the rounds, and its checks."""
+
+    figures: dict[str, list[float]] = field(default_factory=lambda: {f: [] for f in FIGURES})
+    jobs: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    out_of_order: int = 0
+    overlaps: int = 0
+    worst_overlap_ms: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def one_round(
+    cls: type[System], store: Store, sizes: PeerSizes, rng: random.Random, tally: Tally
+) -> None:
+    system = cls(store)
+    try:
+        prios = {n: rng.randint(0, 9) for n in range(sizes.jobs)}
+        start = time.perf_counter()
+        for n, p in prios.items():
+            system.enqueue(n, p)
+        tally.figures["enqueue"].append(sizes.jobs / (time.perf_counter() - start))
+        drains: list[tuple[str, Drain]] = []
+        one = drain(
+            system,
+            store.dir / "slot1.txt",
+            prios,
+            slots=1,
+            processes=1,
+            exclusive=False,
+            timeout=sizes.timeout,
+        )
+        drains.append(("slot1", one))
+        tally.out_of_order += one.out_of_order
+        second = {n + sizes.jobs: p for n, p in prios.items()}
+        for n, p in second.items():
+            system.enqueue(n, p)
+        four = drain(
+            system,
+            store.dir / "slot4.txt",
+            second,
+            slots=4,
+            processes=1,
+            exclusive=False,
+            timeout=sizes.timeout,
+        )
+        drains.append(("slot4", four))
+        first = 2 * sizes.jobs
+        held = dict.fromkeys(range(first, first + sizes.exclusive_jobs), 0)
+        for n in held:
+            system.enqueue_exclusive(n, sizes.hold)
+        excl = drain(
+            system,
+            store.dir / "exclusive.txt",
+            held,
+            slots=2,
+            processes=2,
+            exclusive=True,
+            timeout=sizes.timeout,
+        )
+        tally.overlaps += excl.overlaps
+        tally.worst_overlap_ms = max(tally.worst_overlap_ms, excl.worst_overlap_ms)
+        drains.append(("handoff", excl))
+        for name, d in drains:
+            tally.duplicates += d.duplicates
+            tally.missing += d.missing
+            if d.error or d.missing:  # an unfinished drain has no figure, only its checks
+                tally.errors.append(f"{name}: {d.error or f'{d.missing} jobs never ran'}")
+            else:
+                tally.figures[name].append(d.gap_ms if name == "handoff" else d.rate)
+        tally.jobs += 2 * sizes.jobs + sizes.exclusive_jobs
+    finally:
+        system.close()
+
+
+ROWS = {
+    "enqueue": ("enqueue one by one, jobs/s", "jobs/s", True),
+    "slot1": ("drain, 1 worker process x 1 slot, jobs/s", "jobs/s", True),
+    "slot4": ("drain, 1 worker process x 4 slots, jobs/s", "jobs/s", True),
+    "handoff": ("exclusive hand-off, 2 processes x 2 slots, median gap ms", "ms", False),
+}
+
+
+def rows(
+    backend: str, sizes: PeerSizes, tallies: dict[str, Tally], labels: dict[str, str]
+) -> list[Result]:
+    results: list[Result] = []
+    ours = tallies.get("ours")
+    peers = {k: t for k, t in tallies.items() if k not in ("ours", "raw")}
+    for key, (what, unit, higher) in ROWS.items():
+        row = f"peers: {what} ({sizes.jobs:,} / {sizes.exclusive_jobs} jobs)"
+        if ours is None or not ours.figures[key]:
+            results.append(Result(row=row, backend=backend, unit=unit, error="ours did not run"))
+            continue
+        mine = ours.figures[key]
+        ranked = sorted(
+            (k for k, t in peers.items() if t.figures[key]),
+            key=lambda k: statistics.median(peers[k].figures[key]),
+            reverse=higher,
+        )
+        others = ", ".join(
+            f"{labels[k]} {statistics.median(peers[k].figures[key]):,.1f}" for k in ranked
+        )
+        best = ranked[0] if ranked else None
+        goal = Goal(">= 1x best peer" if higher else "<= 1x best peer", 1.0, higher, True)
+        results.append(
+            paired(
+                row,
+                backend,
+                unit,
+                mine,
+                peers[best].figures[key] if best else None,
+                f"best peer: {labels[best]}" if best else "no peer ran",
+                goal,
+                f"peers: {others}" if others else "",
+            )
+        )
+        raw = tallies.get("raw")
+        if raw and raw.figures[key]:
+            results.append(
+                paired(
+                    f"{row}, vs raw",
+                    backend,
+                    unit,
+                    mine,
+                    raw.figures[key],
+                    labels["raw"],
+                    None,
+                    "the floor: the same transactions, no product",
+                )
+            )
+    for key, tally in tallies.items():
+        checks = tally.duplicates + tally.missing + tally.out_of_order + tally.overlaps
+        note = (
+            f"of {tally.jobs:,} jobs: {tally.duplicates} ran twice, {tally.missing} never ran; "
+            f"{tally.out_of_order} pairs out of priority order (1 slot); "
+            f"{tally.overlaps} exclusive overlaps"
+            + (f" (worst {tally.worst_overlap_ms:.2f} ms)" if tally.overlaps else "")
+        )
+        results.append(
+            Result(
+                row=f"peers: checks, {labels[key]}",
+                backend=backend,
+                unit="violations",
+                ours=Series([float(checks)]),
+                goal=Goal("0", 0, at_least=False),
+                note=note + ("; " + "; ".join(tally.errors) if tally.errors else ""),
+                details={"system": key, "figures": tally.figures},
+            )
+        )
+    return results
+
+
+def paired(
+    row: str,
+    backend: str,
+    unit: str,
+    ours: list[float],
+    other: list[float] | None,
+    label: str,
+    goal: Goal | None,
+    note: str,
+) -> Result:
+    """A row whose ratio is per round, or of the medians if a side lost a round."""
+    ratios = None
+    if other and len(other) == len(ours):
+        ratios = Series([o / b if b else float("inf") for o, b in zip(ours, other, strict=True)])
+    elif other:
+        mine, theirs = statistics.median(ours), statistics.median(other)
+        ratios = Series([mine / theirs if theirs else float("inf")])
+    return Result(
+        row=row,
+        backend=backend,
+        unit=unit,
+        ours=Series(ours),
+        baseline=Series(other) if other else None,
+        baseline_label=label,
+        ratios=ratios,
+        goal=goal,
+        note=note,
+    )
+
+
+def run(ctx: Context) -> list[Result]:
+    mode = next(name for name, sizes in MODES.items() if sizes is ctx.sizes)
+    sizes, backend = SIZES[mode], ctx.backend
+    missing = missing_packages()
+    here = [cls for cls in SYSTEMS if backend.name in cls.backends]
+    systems = [cls for cls in here if cls.package not in missing]
+    labels = {cls.name: cls.label() for cls in systems}
+    labels["raw"] = "raw sqlite3 WAL" if backend.name == "sqlite" else "raw psycopg SKIP LOCKED"
+    tallies = {cls.name: Tally() for cls in systems}
+    rounds = 1 if mode == "smoke" else ctx.rounds  # smoke: every path once, within a minute
+    for round_ in range(rounds):
+        for cls in systems:
+            ctx.say(f"round {round_ + 1}: {cls.name}")
+            tally = tallies[cls.name]
+            try:
+                with fresh_store(backend.root, backend.postgres_url) as store:
+                    one_round(cls, store, sizes, random.Random(round_), tally)
+            except Exception as exc:
+                tally.errors.append(f"round {round_ + 1}: {exc!r}"[:300])
+    results = rows(backend.name, sizes, tallies, labels)
+    skipped = [cls.name for cls in here if cls not in systems]
+    if skipped:
+        note = f"not installed: {', '.join(skipped)}; {INSTALL}"
+        results.append(Result(row="peers: not run", backend=backend.name, unit="", note=note))
+    for result in results:
+        system = next((c for c in systems if c.name == result.details.get("system")), None)
+        if system is not None:  # a checks row: how the system ran, its order semantics
+            result.details["how"] = system.how
+            result.note += f"; order expected: {system.priority_note}"
+        result.details["versions"] = {
+            cls.name: version(cls.package) for cls in systems if cls.package
+        }
+    return results
