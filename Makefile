@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= --run-pipeline
-TEST_PROCESSES ?= 2
+TEST_PROCESSES ?= 3
 
 .PHONY: demo test lint install clean
 
