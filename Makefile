@@ -23,10 +23,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The suite on TEST_PROCESSES processes, then alone the tests marked `serial` (they
-# measure their process's memory, which other tests' load would blur).
+# The suite on TEST_PROCESSES processes, handed out two tests at a time so that the slow
+# ones (collected first, tests/conftest.py) spread over the processes; then alone the
+# tests marked `serial` (they measure their process's memory, which load would blur).
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS) -n $(TEST_PROCESSES) -m "not serial"
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -n $(TEST_PROCESSES) --maxschedchunk 2 -m "not serial"
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m serial
 
 clean:

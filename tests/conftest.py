@@ -33,14 +33,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Pipeline scenarios run only with --run-pipeline; without it they are deselected."""
-    if config.getoption("--run-pipeline"):
-        return
-    keep = [item for item in items if item.get_closest_marker("pipeline") is None]
-    dropped = [item for item in items if item.get_closest_marker("pipeline") is not None]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+    """Pipeline scenarios run only with --run-pipeline; without it they are deselected.
+    The slow tests (then the pipeline scenarios) go first, so that test processes start
+    them at once instead of ending the session on them."""
+    if not config.getoption("--run-pipeline"):
+        dropped = [item for item in items if item.get_closest_marker("pipeline") is not None]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if item.get_closest_marker("pipeline") is None]
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            item.get_closest_marker("pipeline") is None,
+        )
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from scheduler_core import JobGroupStatus, JobStatus, SchedulerService
 from tests.cli.conftest import CLI
 
@@ -64,6 +66,7 @@ def test_group_submit_from_yaml_and_json(
     assert [m.job_type for m in members] == ["story", "research"]
 
 
+@pytest.mark.sqlite_only  # refused before any write: the backend plays no part
 def test_group_files_that_are_not_valid(
     cli: CLI, setup_svc: SchedulerService, tmp_path: Path
 ) -> None:

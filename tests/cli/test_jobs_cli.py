@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scheduler_core import JobStatus, SchedulerService
 from tests.cli.conftest import CLI, drain
 from tests.support import RUN_KEYS
@@ -77,6 +79,7 @@ def test_submit_parses_params_and_validates_against_the_flow(
     assert first.params == {"theme": "a city of bridges", "length": 300}
 
 
+@pytest.mark.sqlite_only  # refused before any write: the backend plays no part
 def test_submit_refuses_bad_input_with_one_error_line(
     cli: CLI, setup_svc: SchedulerService
 ) -> None:

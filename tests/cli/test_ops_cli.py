@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -56,6 +57,7 @@ def test_help_everywhere(cli: CLI) -> None:
     assert bare.code == 2 and "Usage: llmsched" in bare.stdout  # help, as a usage error
 
 
+@pytest.mark.sqlite_only  # refused before any write: the backend plays no part
 def test_setup_needs_a_prefect_server(cli: CLI) -> None:
     missing = cli("setup", db=False, env={"PREFECT_API_URL": ""})
     assert (missing.code, missing.stdout) == (2, "")
