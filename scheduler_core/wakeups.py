@@ -4,8 +4,10 @@ another process at once, not at its next poll (`poll_interval`).
 - PostgreSQL: a statement trigger on `job` (migrations.py) notifies `CHANNEL` whenever
   jobs are inserted or change status or hold, in the writer's transaction, so the
   notification arrives at its commit. Each worker LISTENs on a connection of its own.
-- SQLite: each worker reads `PRAGMA data_version` every `SQLITE_INTERVAL` on a
-  connection of its own; it changes whenever another connection commits.
+- SQLite: each worker reads `PRAGMA data_version` on a connection of its own; it
+  changes whenever another connection commits. It is read every `SQLITE_INTERVAL`
+  while the database changes, less often (up to `SQLITE_IDLE_INTERVAL`) while it does
+  not: waking a thread 300 times a second costs an idle worker about 2% of a core.
 
 A wake-up only makes the dispatcher try a claim; the poll stays as the fallback. A
 watcher that loses its connection (the database restarting) connects again after
@@ -25,7 +27,8 @@ from sqlalchemy.engine import Connection
 log = logging.getLogger("scheduler_core.wakeups")
 
 CHANNEL = "llmsched_wakeup"
-SQLITE_INTERVAL = 0.003  # seconds between reads of data_version: ~300 cheap reads a second
+SQLITE_INTERVAL = 0.003  # seconds between reads of data_version while the database changes
+SQLITE_IDLE_INTERVAL = 0.05  # ... growing to this while it does not
 LISTEN_TIMEOUT = 0.5  # seconds a LISTEN wait lasts before the stop flag is checked
 RETRY_SECONDS = 1.0
 CONNECT_TIMEOUT = 5
@@ -86,10 +89,13 @@ class Wakeups:
         conn = sqlite3.connect(self.url.database or "", timeout=CONNECT_TIMEOUT)
         try:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
-            while not self._stop.wait(SQLITE_INTERVAL):
+            interval = SQLITE_INTERVAL
+            while not self._stop.wait(interval):
                 now = conn.execute("PRAGMA data_version").fetchone()[0]
                 if now != version:
-                    version = now
+                    version, interval = now, SQLITE_INTERVAL
                     self.notify()
+                else:  # quiet: read less often, so an idle worker costs next to nothing
+                    interval = min(interval * 1.5, SQLITE_IDLE_INTERVAL)
         finally:
             conn.close()
