@@ -95,3 +95,14 @@ async def ensure_ollama_limit(name: str | None = None) -> None:
             f"(active={limit.active}); only one workload may run on an Ollama server: "
             f"`prefect gcl update {name} --limit 1 --enable`"
         )
+
+
+_ensured: set[str] = set()
+
+
+async def ensure_ollama_limit_once(name: str) -> None:
+    """`ensure_ollama_limit` for a server a job names, checked once per process: the
+    model calls that follow need no API round trip for it."""
+    if name not in _ensured:
+        await ensure_ollama_limit(name)
+        _ensured.add(name)

@@ -16,7 +16,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.guard import ensure_ollama_limit, ollama_slot
+from flows.guard import ensure_ollama_limit_once, ollama_slot
 from flows.llm import Completion, Message, acomplete, resolve_model
 from flows.llm.providers.ollama_api import ollama_base_url
 from flows.ollama_servers import named_server, ollama_slot_name
@@ -77,7 +77,7 @@ async def call_model(
     logger.info("calling %s (resource %s%s)", spec, spec.resource, f" on {server}" * bool(server))
     started = time.perf_counter()
     if server is not None:  # a worker creates its own server's limit at start; this one now
-        await ensure_ollama_limit(ollama_slot_name(server))
+        await ensure_ollama_limit_once(ollama_slot_name(server))
     slot = ollama_slot(server=server) if spec.resource == "ollama" else nullcontext()
     base_url = ollama_base_url(ollama_host) if server else None
     async with slot:
