@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,7 +37,26 @@ app.add_typer(webhook_app, rich_help_panel="Webhooks")
 def webhook_add(
     url: Annotated[str, typer.Argument(help="http:// or https:// URL of the receiver.")],
     secret: Annotated[
-        str | None, typer.Option(help="Signing secret (default: a generated one).")
+        str | None,
+        typer.Option(
+            help="Signing secret; '-' reads it from a prompt (or one line of standard input). "
+            "A value given here shows in the process list and shell history: prefer "
+            "--secret-file, --secret-env or '-'. Default: a generated one.",
+        ),
+    ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--secret-file", metavar="PATH", help="Read the signing secret from this file."
+        ),
+    ] = None,
+    secret_env: Annotated[
+        str | None,
+        typer.Option(
+            "--secret-env",
+            metavar="NAME",
+            help="Read the signing secret from this environment variable.",
+        ),
     ] = None,
     event: Annotated[
         list[str] | None,
@@ -46,19 +69,68 @@ def webhook_add(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register an endpoint; prints its signing secret (this once only)."""
+    """Register an endpoint; prints a generated signing secret (this once only)."""
     from scheduler_core.representation import endpoint_to_dict
     from scheduler_core.webhooks import add_webhook_endpoint
+    from scheduler_core.webhooks.api import check_secret
+    from scheduler_core.webhooks.targets import check_url
 
+    given = _read_secret(secret, secret_file, secret_env)
+    # Checked before the database is opened: refused input writes nothing at all.
+    check_url(url)
+    if given is not None:
+        check_secret(given)
     with service(db) as svc:
-        endpoint = add_webhook_endpoint(svc, url, secret=secret, events=event or None)
+        endpoint = add_webhook_endpoint(svc, url, secret=given, events=event or None)
+    generated = given is None  # a secret the user gave is never echoed back
     if as_json:
-        emit_json(endpoint_to_dict(endpoint, with_secret=True))
+        emit_json(endpoint_to_dict(endpoint, with_secret=generated))
         return
     events = ", ".join(endpoint.events) or "all events"
     echo(f"added webhook endpoint {endpoint.endpoint_id}: {endpoint.url} ({events})")
-    echo(f"secret: {endpoint.secret}")
-    echo("(the secret is not shown again: store it with the receiver now)")
+    if generated:
+        echo(f"secret: {endpoint.secret}")
+        echo("(the secret is not shown again: store it with the receiver now)")
+
+
+def _read_secret(value: str | None, path: Path | None, env: str | None) -> str | None:
+    """The secret from at most one source; None to have one generated."""
+    given = [
+        n
+        for n, v in (("--secret", value), ("--secret-file", path), ("--secret-env", env))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise CLIError(f"give the secret one way only, not {' and '.join(given)}")
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CLIError(f"cannot read --secret-file {str(path)!r}: {reason}") from None
+        return _one_line(text, f"--secret-file {str(path)!r}")
+    if env is not None:
+        found = os.environ.get(env)
+        if not found:
+            raise CLIError(
+                f"--secret-env {env!r}: the environment variable is not set or empty; "
+                f"export {env} with the secret, or use --secret-file"
+            )
+        return found
+    if value == "-":
+        if sys.stdin.isatty():
+            return getpass.getpass("webhook secret: ")
+        return _one_line(sys.stdin.readline(), "standard input (--secret -)")
+    return value
+
+
+def _one_line(text: str, source: str) -> str:
+    """`text` without its one trailing newline; empty text names the source."""
+    line = text[:-1] if text.endswith("\n") else text
+    line = line[:-1] if line.endswith("\r") else line
+    if not line:
+        raise CLIError(f"no secret in {source}: it is empty")
+    return line
 
 
 @webhook_app.command("list")

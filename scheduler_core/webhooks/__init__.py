@@ -13,11 +13,14 @@ from scheduler_core.webhooks.api import (
 from scheduler_core.webhooks.delivery import WebhookDispatcher
 from scheduler_core.webhooks.errors import (
     InvalidWebhookError,
+    InvalidWebhookSecretError,
     InvalidWebhookUrlError,
     UnknownWebhookEventError,
     WebhookDeliveryNotFoundError,
     WebhookEndpointNotFoundError,
     WebhookError,
+    WebhookSecretKeyError,
+    WebhookTargetRefusedError,
 )
 from scheduler_core.webhooks.events import EVENT_TYPES
 from scheduler_core.webhooks.models import (
@@ -27,12 +30,14 @@ from scheduler_core.webhooks.models import (
     WebhookEndpoint,
 )
 from scheduler_core.webhooks.settings import WebhookSettings
-from scheduler_core.webhooks.signing import verify
+from scheduler_core.webhooks.signing import MIN_SECRET_LENGTH, verify
 
 __all__ = [
     "EVENT_TYPES",
+    "MIN_SECRET_LENGTH",
     "DeliveryStatus",
     "InvalidWebhookError",
+    "InvalidWebhookSecretError",
     "InvalidWebhookUrlError",
     "UnknownWebhookEventError",
     "WebhookDelivery",
@@ -42,7 +47,9 @@ __all__ = [
     "WebhookEndpoint",
     "WebhookEndpointNotFoundError",
     "WebhookError",
+    "WebhookSecretKeyError",
     "WebhookSettings",
+    "WebhookTargetRefusedError",
     "add_webhook_endpoint",
     "install_webhooks",
     "list_webhook_deliveries",

@@ -11,11 +11,10 @@ from sqlalchemy.engine import Connection
 
 from scheduler_core.values import utcnow
 from scheduler_core.webhooks import deliveries
-from scheduler_core.webhooks.attempt import url_refusal
 from scheduler_core.webhooks.delivery import WebhookDispatcher
 from scheduler_core.webhooks.errors import (
     InvalidWebhookError,
-    InvalidWebhookUrlError,
+    InvalidWebhookSecretError,
     WebhookEndpointNotFoundError,
 )
 from scheduler_core.webhooks.events import check_filter
@@ -27,8 +26,10 @@ from scheduler_core.webhooks.models import (
     create_tables,
 )
 from scheduler_core.webhooks.outbox import WebhooksPlugin, request_wake
+from scheduler_core.webhooks.sealing import PREFIX, seal
 from scheduler_core.webhooks.settings import WebhookSettings
-from scheduler_core.webhooks.signing import generate_secret
+from scheduler_core.webhooks.signing import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, generate_secret
+from scheduler_core.webhooks.targets import check_target, check_url, redact_url
 
 if TYPE_CHECKING:  # the service may import this module to install webhooks itself
     from scheduler_core.service import SchedulerService
@@ -62,15 +63,47 @@ def install_webhooks(
     return dispatcher
 
 
-def _check_url(url: str) -> str:
-    """The URL as stored, if the sender's HTTP client can send to it."""
-    reason = url_refusal(url.strip()) if isinstance(url, str) else "not a string"
-    if reason is not None:
-        raise InvalidWebhookUrlError(
-            f"webhook URL {url!r} is not an absolute http:// or https:// URL with a host "
-            f"that the HTTP client accepts ({reason}), e.g. https://example.com/hooks/llmsched"
+def check_secret(secret: object) -> str:
+    """The secret as given, or one InvalidWebhookSecretError naming its problem.
+
+    Anyone who knows or guesses the secret can forge events, so it must be long: at
+    least MIN_SECRET_LENGTH characters (a generated one has 49).
+    """
+    if not isinstance(secret, str):
+        raise InvalidWebhookSecretError(
+            f"webhook secret must be a string, not {type(secret).__name__}"
         )
-    return url.strip()
+    if not secret.strip():
+        raise InvalidWebhookSecretError(
+            "webhook secret must not be empty; omit it to have one generated"
+        )
+    # The messages below never repeat the secret, only what is wrong with it.
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in secret) or secret != secret.strip():
+        raise InvalidWebhookSecretError(
+            "webhook secret must be one line without control characters or surrounding "
+            "spaces (a secret file holds just the secret, one trailing newline allowed)"
+        )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidWebhookSecretError(
+            f"webhook secret is too short ({len(secret)} characters): use at least "
+            f"{MIN_SECRET_LENGTH} random characters so it can not be guessed, or omit it "
+            "to have one generated"
+        )
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise InvalidWebhookSecretError(
+            f"webhook secret is too long ({len(secret)} characters): use at most "
+            f"{MAX_SECRET_LENGTH}"
+        )
+    if secret.startswith(PREFIX):
+        raise InvalidWebhookSecretError(
+            f"webhook secret must not start with {PREFIX!r} (it marks an encrypted secret)"
+        )
+    return secret
+
+
+def _settings(svc: SchedulerService) -> WebhookSettings:
+    dispatcher = _installed.get(svc)
+    return dispatcher.settings if dispatcher is not None else WebhookSettings()
 
 
 def add_webhook_endpoint(
@@ -80,18 +113,23 @@ def add_webhook_endpoint(
     secret: str | None = None,
     events: Sequence[str] | None = None,
 ) -> WebhookEndpoint:
-    """Register a receiver. Without `secret` one is generated: read it from the result."""
-    checked_url = _check_url(url)
+    """Register a receiver. Without `secret` one is generated: read it from the result.
+
+    Every check runs before anything is written. Unless the `allow_private` setting is
+    on, a host that is or resolves to a non-global address is refused.
+    """
+    checked_url = check_url(url)
     if isinstance(events, str):
         raise InvalidWebhookError(
             f"events must be a list of event names, got the string {events!r}"
         )
     filters = check_filter(list(events or []))
-    if secret is not None and not secret.strip():
-        raise InvalidWebhookError("webhook secret must not be empty; omit it to generate one")
+    plain = generate_secret() if secret is None else check_secret(secret)
+    if not _settings(svc).allow_private:
+        check_target(checked_url)
     values = {
         "url": checked_url,
-        "secret": secret or generate_secret(),
+        "secret": seal(plain),
         "events": filters,
         "enabled": True,
         "created_at": utcnow(),
@@ -99,10 +137,11 @@ def add_webhook_endpoint(
     row = svc.db.write(
         lambda c: c.execute(sa.insert(ENDPOINTS).values(**values).returning(*ENDPOINTS.c)).one()
     )
-    return WebhookEndpoint.model_validate(row._mapping)
+    return WebhookEndpoint.model_validate({**row._mapping, "secret": plain})
 
 
 def list_webhook_endpoints(svc: SchedulerService) -> list[WebhookEndpoint]:
+    """Endpoints with `secret` None and no credentials in `url`: safe to show."""
     return svc.db.read(deliveries.list_endpoints)
 
 
@@ -123,7 +162,8 @@ def set_webhook_endpoint_enabled(
         request_wake(conn)
         return row
 
-    return WebhookEndpoint.model_validate(svc.db.write(tx)._mapping)
+    row = svc.db.write(tx)._mapping
+    return WebhookEndpoint.model_validate({**row, "secret": None, "url": redact_url(row["url"])})
 
 
 def remove_webhook_endpoint(svc: SchedulerService, endpoint_id: int) -> None:

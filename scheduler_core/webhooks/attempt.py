@@ -12,6 +12,7 @@ kept, so a huge or endless answer costs one network chunk of memory, not its siz
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -19,8 +20,11 @@ import httpx
 from scheduler_core.values import utcnow
 from scheduler_core.webhooks.backoff import AttemptResult, parse_retry_after
 from scheduler_core.webhooks.deliveries import Claimed
+from scheduler_core.webhooks.errors import WebhookSecretKeyError, WebhookTargetRefusedError
+from scheduler_core.webhooks.sealing import unseal
 from scheduler_core.webhooks.settings import WebhookSettings
 from scheduler_core.webhooks.signing import signed_headers
+from scheduler_core.webhooks.targets import GuardedTransport
 
 USER_AGENT = "prefect-llm-scheduler-webhooks/1"
 
@@ -31,10 +35,12 @@ REFUSED = (httpx.InvalidURL, httpx.UnsupportedProtocol)
 _CONTROLS = {c: "\ufffd" for c in [*range(0x20), 0x7F] if chr(c) not in "\t\n\r"}
 
 
-def new_client() -> httpx.AsyncClient:
+def new_client(allow_private: Callable[[], bool] = lambda: False) -> httpx.AsyncClient:
     """A sender thread's client. Redirects are not followed (a 3xx fails the delivery),
-    and bodies are asked for unencoded: a compressed answer is never inflated."""
+    bodies are asked for unencoded (a compressed answer is never inflated), and it
+    connects only to global addresses unless `allow_private()` says otherwise."""
     return httpx.AsyncClient(
+        transport=GuardedTransport(allow_private),
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     )
@@ -92,9 +98,13 @@ async def attempt(
         return AttemptResult(None, error=bounded(f"URL refused: {refusal}", limit), refused=True)
     if budget <= 0:
         return AttemptResult(None, error="not sent: the lease was nearly over once claimed")
+    try:
+        secret = unseal(claimed.secret, endpoint_id=claimed.endpoint_id)
+    except WebhookSecretKeyError as exc:  # retried: another process may hold the key
+        return AttemptResult(None, error=bounded(f"not sent: {exc}", limit))
     body = claimed.body.encode()
     headers = signed_headers(
-        claimed.secret,
+        secret,
         event_id=claimed.event_id,
         event_type=claimed.event_type,
         idempotency_key=claimed.idempotency_key,
@@ -124,6 +134,8 @@ async def attempt(
     except REFUSED as exc:
         error = bounded(f"URL refused: {type(exc).__name__}: {exc}", limit)
         return AttemptResult(None, error=error, refused=True)
+    except WebhookTargetRefusedError as exc:  # nothing was sent
+        return AttemptResult(None, error=bounded(f"target refused: {exc}", limit), refused=True)
     except httpx.HTTPError as exc:
         if answer.status_code is None:
             return AttemptResult(None, error=bounded(f"{type(exc).__name__}: {exc}", limit))

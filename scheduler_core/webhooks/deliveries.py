@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from scheduler_core.webhooks.models import (
     WebhookDeliveryView,
     WebhookEndpoint,
 )
+from scheduler_core.webhooks.targets import redact_url
 
 _P = sa.bindparam
 _PENDING = DeliveryStatus.PENDING.value
@@ -148,7 +149,7 @@ class Claimed:
     idempotency_key: str
     body: str
     url: str
-    secret: str
+    secret: str = field(repr=False)  # as stored: maybe encrypted (sealing.unseal)
 
 
 # Built once: this runs inside every terminal transaction, on the dispatch path.
@@ -279,9 +280,14 @@ def record_attempt(
     return result.rowcount == 1
 
 
+_LISTED = [c for c in EP.c if c.name != "secret"]
+
+
 def list_endpoints(conn: Connection) -> list[WebhookEndpoint]:
-    rows = conn.execute(sa.select(EP).order_by(EP.c.endpoint_id))
-    return [WebhookEndpoint.model_validate(r._mapping) for r in rows]
+    """Endpoints without their secrets, and without credentials in their URLs (added
+    before URLs with credentials were refused)."""
+    rows = conn.execute(sa.select(*_LISTED).order_by(EP.c.endpoint_id))
+    return [WebhookEndpoint.model_validate({**r._mapping, "url": redact_url(r.url)}) for r in rows]
 
 
 def list_views(
@@ -303,7 +309,10 @@ def list_views(
         stmt = stmt.where(D.c.delivery_id == delivery_id)
     if limit:
         stmt = stmt.limit(limit)
-    return [WebhookDeliveryView.model_validate(r._mapping) for r in conn.execute(stmt)]
+    return [
+        WebhookDeliveryView.model_validate({**r._mapping, "url": redact_url(r.url)})
+        for r in conn.execute(stmt)
+    ]
 
 
 def reset_to_pending(

@@ -96,7 +96,8 @@ class WebhookDispatcher:
     def _loop(self, stopping: threading.Event) -> None:
         # Each sender has its own event loop, on which its attempts run one at a time.
         with asyncio.Runner() as runner:
-            client = new_client()
+            # The setting is read at each connection: install_webhooks may replace it.
+            client = new_client(lambda: self.settings.allow_private)
             try:
                 held: tuple[Claimed, float] | None = None
                 while held is not None or not stopping.is_set():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler_core.errors import NotFoundError, SchedulerError
+from scheduler_core.errors import ConfigurationError, NotFoundError, SchedulerError
 
 
 class WebhookError(SchedulerError):
@@ -27,3 +27,17 @@ class WebhookEndpointNotFoundError(NotFoundError):
 
 class WebhookDeliveryNotFoundError(NotFoundError):
     """No webhook delivery with this id."""
+
+
+class InvalidWebhookSecretError(InvalidWebhookError):
+    """A webhook secret must be long enough not to be guessed, on one line, without
+    control characters."""
+
+
+class WebhookTargetRefusedError(InvalidWebhookUrlError):
+    """The URL's host is, or resolves to, a loopback, private, link-local or other
+    non-global address, and LLMSCHED_WEBHOOK_ALLOW_PRIVATE is not set."""
+
+
+class WebhookSecretKeyError(WebhookError, ConfigurationError):
+    """An endpoint's secret is encrypted and LLMSCHED_SECRET_KEY can not decrypt it."""

@@ -22,11 +22,13 @@ class DeliveryStatus(StrEnum):
     FAILED = "FAILED"
 
 
-# A receiver of events; `events` empty means every event.
+# A receiver of events; `events` empty means every event. `secret` is the signing
+# secret only as returned by add_webhook_endpoint (shown once); listings carry None, and
+# the stored column may hold it encrypted (sealing.py). Never in a repr.
 class WebhookEndpoint(SQLModel):
     endpoint_id: int | None = Field(default=None, primary_key=True)
     url: str = Field(sa_type=sa.Text, nullable=False)
-    secret: str = Field(sa_type=sa.String(128), nullable=False)
+    secret: str | None = Field(default=None, repr=False, sa_type=sa.Text, nullable=False)
     events: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
     enabled: bool = Field(default=True, nullable=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -99,11 +101,19 @@ def create_tables(engine: sa.Engine) -> None:
     """Create the outbox tables and their indexes if missing; safe on every open.
 
     create_all adds indexes only with a new table; an index added by a later release is
-    created here on tables that exist already.
+    created here on tables that exist already, and an old secret column widened.
     """
     SQLModel.metadata.create_all(engine, tables=list(TABLES))
     with engine.connect() as conn:
         present = {i["name"] for i in sa.inspect(conn).get_indexes(DELIVERIES.name)}
+        secret = next(
+            c for c in sa.inspect(conn).get_columns(ENDPOINTS.name) if c["name"] == "secret"
+        )
+    # Releases before encryption at rest stored secrets as VARCHAR(128): too short for
+    # an encrypted one on PostgreSQL (SQLite does not enforce lengths).
+    if engine.dialect.name == "postgresql" and getattr(secret["type"], "length", None):
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {ENDPOINTS.name} ALTER COLUMN secret TYPE TEXT"))
     missing = [i for i in DELIVERIES.indexes if i.name not in present]
     if missing:
         with engine.begin() as conn:

@@ -51,6 +51,12 @@ class WebhookSettings(BaseSettings):
         f"least attempt_deadline + {RECORD_SECONDS:g}.",
     )
     senders: int = Field(default=2, ge=1, description="Concurrent sender threads.")
+    allow_private: bool = Field(
+        default=False,
+        description="Allow loopback, private, link-local and other non-global targets (a "
+        "receiver on this machine or network); refused by default, at registration and "
+        "at every connection, so events can not be aimed at internal services.",
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> Self:

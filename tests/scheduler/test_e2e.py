@@ -356,7 +356,7 @@ class TestE2EWebhook:
         assert headers["X-Webhook-Event"] == "job.run.completed"
         assert headers["X-Webhook-Id"] == body["event_id"]
         assert headers["X-Idempotency-Key"] == str(run.run_id)
-        assert headers["X-Webhook-Signature"].startswith("v1=")
+        assert headers["X-Webhook-Signature"].startswith("v2=")
         assert verify(endpoint.secret, headers, request["body"].encode())
         wait_deliveries(svc, DeliveryStatus.DELIVERED, 1)
 

@@ -11,7 +11,7 @@ import pytest
 from scheduler_core import SchedulerService
 from scheduler_core.webhooks import WebhookDispatcher, install_webhooks
 from tests.scheduler.handlers import E2EJobHandler
-from tests.webhooks.support import FAST, RECEIVER, Receiver
+from tests.webhooks.support import FAST, LOCAL_RECEIVERS, RECEIVER, Receiver
 
 ReceiverFactory = Callable[..., Receiver]
 
@@ -39,10 +39,11 @@ def receiver(tmp_path: Path) -> Iterator[ReceiverFactory]:
 def hooked(
     open_service: Callable[..., SchedulerService], tmp_path: Path
 ) -> Iterator[tuple[SchedulerService, WebhookDispatcher]]:
-    """A service with webhooks installed and fast retry settings; the sender is started."""
+    """A service with webhooks installed, fast retry settings and receivers on 127.0.0.1
+    allowed; the sender is started."""
     svc = open_service()
     svc.register("e2e", E2EJobHandler(tmp_path / "executions.jsonl"), resource="external")
-    dispatcher = install_webhooks(svc, **FAST)
+    dispatcher = install_webhooks(svc, **FAST, **LOCAL_RECEIVERS)
     dispatcher.start()
     yield svc, dispatcher
     dispatcher.stop(timeout=5)

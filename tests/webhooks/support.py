@@ -31,6 +31,11 @@ FAST: dict[str, Any] = {
 }
 
 
+# The receivers of these tests listen on 127.0.0.1, which the product refuses by default
+# (non-global targets): every test service opts in explicitly.
+LOCAL_RECEIVERS: dict[str, Any] = {"allow_private": True}
+
+
 def free_port() -> int:
     """A port nothing listens on right now (for a receiver that is down, then up)."""
     with socket.socket() as sock:

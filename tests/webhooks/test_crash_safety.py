@@ -21,6 +21,7 @@ from tests.conftest import wait_for
 from tests.webhooks.conftest import ReceiverFactory
 from tests.webhooks.support import (
     FAST,
+    LOCAL_RECEIVERS,
     delivered_payloads,
     kill,
     payload,
@@ -34,7 +35,7 @@ def test_killed_before_sending_then_sent_by_next_process(
     open_service: Callable[..., SchedulerService], db_url: str, receiver: ReceiverFactory
 ) -> None:
     svc = open_service()
-    dispatcher = install_webhooks(svc, **FAST)
+    dispatcher = install_webhooks(svc, **FAST, **LOCAL_RECEIVERS)
     rec = receiver()
     add_webhook_endpoint(svc, rec.url)
     svc.register("noop", lambda params: [])
@@ -67,7 +68,7 @@ def test_in_flight_delivery_of_killed_sender_is_taken_over(
     lease = 2.0
     svc = open_service()
     bounds = {"timeout": 1.0, "attempt_deadline": 1.0, "lease_seconds": lease}
-    dispatcher = install_webhooks(svc, **{**FAST, **bounds})
+    dispatcher = install_webhooks(svc, **{**FAST, **LOCAL_RECEIVERS, **bounds})
     rec = receiver("--hang", "--fail-first", "1")  # the first request never gets an answer
     add_webhook_endpoint(svc, rec.url)
     svc.register("noop", lambda params: [])
@@ -98,7 +99,8 @@ def test_no_event_lost_across_200_jobs_a_crash_and_a_flaky_receiver(
 ) -> None:
     total = 200
     svc = open_service()
-    install_webhooks(svc, **FAST)  # creates the outbox tables; this process sends nothing
+    # Creates the outbox tables; this process sends nothing.
+    install_webhooks(svc, **FAST, **LOCAL_RECEIVERS)
     # Every 3rd request is refused, each event at most twice: within the 3 retries.
     rec = receiver("--fail-every", "3", "--status", "503", "--max-refusals", "2")
     add_webhook_endpoint(svc, rec.url)

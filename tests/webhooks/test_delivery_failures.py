@@ -21,7 +21,7 @@ from scheduler_core.webhooks import (
 from scheduler_core.webhooks.backoff import parse_retry_after
 from tests.conftest import wait_for
 from tests.webhooks.conftest import ReceiverFactory
-from tests.webhooks.support import FAST, drain, free_port, payload, wait_deliveries
+from tests.webhooks.support import FAST, LOCAL_RECEIVERS, drain, free_port, payload, wait_deliveries
 
 Hooked = tuple[SchedulerService, WebhookDispatcher]
 
@@ -101,7 +101,7 @@ def test_hanging_receiver_does_not_delay_dispatch(
 ) -> None:
     svc = open_service()
     svc.register("noop", lambda params: [])
-    dispatcher = install_webhooks(svc, **{**FAST, "timeout": 1.0, "senders": 1})
+    dispatcher = install_webhooks(svc, **{**FAST, **LOCAL_RECEIVERS, "timeout": 1.0, "senders": 1})
     rec = receiver("--hang")
     add_webhook_endpoint(svc, rec.url)
     dispatcher.start()

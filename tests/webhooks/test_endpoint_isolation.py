@@ -14,7 +14,7 @@ from scheduler_core.values import utcnow
 from scheduler_core.webhooks import add_webhook_endpoint, install_webhooks
 from scheduler_core.webhooks import deliveries as sql
 from scheduler_core.webhooks.deliveries import Claimed
-from tests.webhooks.support import FAST, drain
+from tests.webhooks.support import FAST, LOCAL_RECEIVERS, drain
 
 LEASE = 30.0
 
@@ -23,7 +23,8 @@ def test_one_delivery_per_endpoint_in_flight_even_when_claims_race(
     open_service: Callable[..., SchedulerService],
 ) -> None:
     svc = open_service()
-    install_webhooks(svc, **FAST)  # the sender is never started: this test claims
+    # The sender is never started: this test claims.
+    install_webhooks(svc, **FAST, **LOCAL_RECEIVERS)
     svc.register("noop", lambda params: [])
     first = add_webhook_endpoint(svc, "http://127.0.0.1:9/first")
     second = add_webhook_endpoint(svc, "http://127.0.0.1:9/second")

@@ -30,13 +30,22 @@ from scheduler_core.webhooks import (
 from scheduler_core.webhooks.models import ENDPOINTS
 from tests.conftest import wait_for
 from tests.webhooks.conftest import ReceiverFactory
-from tests.webhooks.support import FAST, HOSTILE, Receiver, drain, payload, wait_deliveries
+from tests.webhooks.support import (
+    FAST,
+    HOSTILE,
+    LOCAL_RECEIVERS,
+    Receiver,
+    drain,
+    payload,
+    wait_deliveries,
+)
 
 MB = 1024 * 1024
 DEADLINE = 1.5
 # The per-read timeout is far above the drip interval: only the deadline can end a drip.
 BOUNDED: dict[str, Any] = {
     **FAST,
+    **LOCAL_RECEIVERS,
     "timeout": 30.0,
     "attempt_deadline": DEADLINE,
     "lease_seconds": DEADLINE + 1.5,
@@ -183,7 +192,7 @@ def test_huge_answer_is_read_only_a_few_kb(
 ) -> None:
     svc = open_service()
     svc.register("noop", lambda params: [])
-    dispatcher = install_webhooks(svc, **{**FAST, "senders": 1})
+    dispatcher = install_webhooks(svc, **{**FAST, **LOCAL_RECEIVERS, "senders": 1})
     settings = dispatcher.settings
     rec = receiver("--mode", "huge", "--status", str(status), "--size", str(size), module=HOSTILE)
     add_webhook_endpoint(svc, rec.url)
@@ -233,7 +242,7 @@ def test_url_the_http_client_refuses_fails_the_delivery_at_once(
 ) -> None:
     svc = open_service()
     svc.register("noop", lambda params: [])
-    dispatcher = install_webhooks(svc, **FAST)
+    dispatcher = install_webhooks(svc, **FAST, **LOCAL_RECEIVERS)
     rec = receiver()
     endpoint = add_webhook_endpoint(svc, rec.url)
     # A URL stored before the API checked it the way the HTTP client does.

@@ -10,7 +10,7 @@ from scheduler_core.webhooks import WebhookDispatcher, add_webhook_endpoint, ins
 from tests.conftest import wait_for
 from tests.scheduler.handlers import E2EJobHandler
 from tests.webhooks.conftest import ReceiverFactory
-from tests.webhooks.support import FAST, drain, payload
+from tests.webhooks.support import FAST, LOCAL_RECEIVERS, drain, payload
 
 
 def _sleeping(dispatcher: WebhookDispatcher) -> int:
@@ -24,7 +24,7 @@ def test_a_run_event_is_sent_at_its_commit_not_at_the_next_poll(
     svc = open_service()
     svc.register("e2e", E2EJobHandler(tmp_path / "executions.jsonl"), resource="external")
     # A minute between polls: only the after-commit wake can deliver within the wait below.
-    dispatcher = install_webhooks(svc, **{**FAST, "poll_interval": 60})
+    dispatcher = install_webhooks(svc, **{**FAST, **LOCAL_RECEIVERS, "poll_interval": 60})
     rec = receiver()
     add_webhook_endpoint(svc, rec.url)
     dispatcher.start()

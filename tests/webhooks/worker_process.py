@@ -16,7 +16,7 @@ from typing import Any
 
 from scheduler_core import SchedulerService
 from scheduler_core.webhooks import install_webhooks
-from tests.webhooks.support import FAST
+from tests.webhooks.support import FAST, LOCAL_RECEIVERS
 
 
 def noop(params: dict[str, Any]) -> list[str]:
@@ -34,7 +34,9 @@ def main() -> int:
     args = parser.parse_args()
     svc = SchedulerService.open(args.url, retry_backoff_seconds=0, heartbeat_interval=0.2)
     svc.register("noop", noop, resource="external")
-    dispatcher = install_webhooks(svc, **{**FAST, **json.loads(args.webhook_settings)})
+    dispatcher = install_webhooks(
+        svc, **{**FAST, **LOCAL_RECEIVERS, **json.loads(args.webhook_settings)}
+    )
     if args.deliver:
         dispatcher.start()
     if args.serve:
