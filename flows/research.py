@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -19,6 +21,12 @@ class ResearchRequest:
     topic: str
     tags: list[str]
     messages: list[Message]
+
+
+def check_research_params(params: Mapping[str, Any]) -> None:
+    """Enqueue-time check of params already cast to research_pipeline's signature: the
+    run's own checks (build_research_prompt), so bad params never burn retries."""
+    require_text(params["topic"], name="topic", example="tidal energy")
 
 
 @task(name="build-research-prompt", retries=0, cache_policy=NO_CACHE)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -44,9 +46,9 @@ class Story:
         return len(self.body.split())
 
 
-@task(name="build-story-prompt", retries=0, cache_policy=NO_CACHE)
-def build_story_prompt(*, theme: str, genre: str, length: int) -> StoryRequest:
-    """Check the parameters before any model time is spent, then write the prompt."""
+def check_story(*, theme: str, genre: str, length: int) -> tuple[str, str]:
+    """The stripped theme and genre, once all three are usable; the same check runs at
+    enqueue (check_story_params) and in the run, so bad params never burn retries."""
     theme = require_text(theme, name="theme", example="a lighthouse keeper's last night")
     genre = require_text(genre, name="genre", example="general")
     if not MIN_LENGTH <= length <= MAX_LENGTH:
@@ -54,6 +56,18 @@ def build_story_prompt(*, theme: str, genre: str, length: int) -> StoryRequest:
             f"length must be between {MIN_LENGTH} and {MAX_LENGTH} words, got {length}: "
             "pass a length such as 400"
         )
+    return theme, genre
+
+
+def check_story_params(params: Mapping[str, Any]) -> None:
+    """Enqueue-time check of params already cast to story_pipeline's signature."""
+    check_story(theme=params["theme"], genre=params["genre"], length=params["length"])
+
+
+@task(name="build-story-prompt", retries=0, cache_policy=NO_CACHE)
+def build_story_prompt(*, theme: str, genre: str, length: int) -> StoryRequest:
+    """Check the parameters before any model time is spent, then write the prompt."""
+    theme, genre = check_story(theme=theme, genre=genre, length=length)
     system = (
         f"You are a fiction writer. Write an original {genre} short story of about {length} "
         "words on the theme the user gives. Start with its title as a Markdown heading "

@@ -66,12 +66,13 @@ def submission_key(deployment_id: str | None, flow_run_id: str, scheduled: datet
 
 
 def submit(
-    jobs: list[ScheduledJob], name: str, database_url: str | None, key: str | None = None
+    jobs: list[ScheduledJob], name: str, key: str | None = None
 ) -> tuple[JobGroup, list[Job], str]:
     """Validate every member against its pipeline's signature, then queue them in one
     transaction: a bad member queues nothing; a group queued with `key` before is
-    returned as it is."""
-    with SchedulerService.open(database_url) as svc:
+    returned as it is. The database is the worker's own (LLMSCHED_DATABASE_URL, else the
+    SQLite file in LLMSCHED_HOME): never a parameter, which any API client could set."""
+    with SchedulerService.open() as svc:
         install_pipelines(svc)
         group, members = svc.create_job_group(
             jobs=[job.model_dump() for job in jobs],
@@ -111,18 +112,18 @@ def summary(group: JobGroup, members: list[Job], *, database: str) -> str:
 async def submit_job_group(
     jobs: Annotated[list[ScheduledJob], Field(min_length=1)],
     name: Annotated[str, Field(min_length=1, max_length=NAME_LENGTH)],
-    database_url: str | None = None,
 ) -> int:
     """Queue `jobs` as one group named after `name` and the scheduled time; returns its id.
 
-    `database_url` defaults to LLMSCHED_DATABASE_URL, else the SQLite file in LLMSCHED_HOME,
-    as the scheduler worker resolves it.
+    The group goes to the database of the Prefect worker's environment
+    (LLMSCHED_DATABASE_URL, else the SQLite file in LLMSCHED_HOME), as the scheduler
+    worker resolves it.
     """
     logger = get_run_logger()
     full_name = group_name(name, flow_run.scheduled_start_time)
     key = submission_key(deployment.id, flow_run.id, flow_run.scheduled_start_time)
     # The scheduler's API is synchronous; keep it off the flow's event loop.
-    group, members, where = await asyncio.to_thread(submit, jobs, full_name, database_url, key)
+    group, members, where = await asyncio.to_thread(submit, jobs, full_name, key)
     logger.info(
         "queued job group %s %r with origin schedule in %s: jobs %s",
         group.group_id,

@@ -3,7 +3,6 @@ and the run's summary artifact."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import unicodedata
@@ -20,20 +19,19 @@ from flows.guard import ensure_ollama_limit_once, ollama_slot
 from flows.llm import Completion, Message, acomplete, resolve_model
 from flows.llm.providers.ollama_api import ollama_base_url
 from flows.ollama_servers import named_server, ollama_slot_name
-from flows.outputs import note_output
+from flows.outputs import note_output, prepare_output_dir
+from scheduler_core.files import open_private
 
-DEFAULT_HOME = "~/.llmsched"
 SLUG_LENGTH = 40
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def output_root(output_dir: str | None) -> Path:
-    """`output_dir`, else `$LLMSCHED_HOME/artifacts`; created so a first run needs no set-up."""
-    home = os.environ.get("LLMSCHED_HOME") or DEFAULT_HOME
-    root = Path(output_dir or Path(home) / "artifacts").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """`output_dir` inside the artifacts directory (`$LLMSCHED_HOME/artifacts`, or a root
+    in LLMSCHED_OUTPUT_ROOTS), else that directory; checked with symlinks resolved and
+    created private, so a first run needs no set-up (outputs.py)."""
+    return prepare_output_dir(output_dir)
 
 
 def slugify(text: str) -> str:
@@ -55,7 +53,7 @@ def write_output(directory: Path, *, kind: str, about: str, suffix: str, text: s
     overwrites another's output."""
     path = directory / f"{kind}-{slugify(about)}-{uuid.uuid4().hex[:8]}.{suffix}"
     note_output(path)  # before writing: a cancel mid-write removes what was written
-    with path.open("x", encoding="utf-8") as file:
+    with open_private(path, "x") as file:
         file.write(text)
     return path
 

@@ -24,7 +24,9 @@ from tenacity import (
 )
 
 from scheduler_core.errors import ConfigurationError, DatabaseUnavailableError
+from scheduler_core.files import FILE_MODE_ENV, create_private, other_access, private_dir
 from scheduler_core.migrations import migrate
+from scheduler_core.redaction import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,7 +42,7 @@ def normalise_url(url: str) -> str:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if not (url.startswith("sqlite") or url.startswith("postgresql+")):
         raise ConfigurationError(
-            f"unsupported database URL {url!r}: use sqlite:///path/to/jobs.db "
+            f"unsupported database URL {redact(url)!r}: use sqlite:///path/to/jobs.db "
             "or postgresql://user@host/dbname"
         )
     return url
@@ -65,7 +67,7 @@ def _sqlite_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False}, poolclass=StaticPool
         )
     else:
-        Path(parsed.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        _create_database_file(Path(parsed.database or "").expanduser().resolve())
         # Transactions always end in commit or rollback, so the pool's reset is redundant.
         # Each thread keeps its connection between transactions (see Database), so the
         # pool must not cap how many threads there are.
@@ -102,6 +104,31 @@ def _sqlite_engine(url: str) -> Engine:
         dbapi.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")  # type: ignore[union-attr]
 
     return engine
+
+
+def _create_database_file(path: Path) -> None:
+    """Create a missing database file (and its directory) private before SQLite opens it:
+    SQLite gives the -wal and -shm files the main file's mode. An existing file keeps its
+    mode; one other users may read is reported, since it holds webhook secrets."""
+    try:
+        private_dir(path.parent)
+        if create_private(path):
+            return
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the database file {path}: {exc.strerror or exc}; give a writable "
+            "path in LLMSCHED_DATABASE_URL (or LLMSCHED_HOME)"
+        ) from exc
+    wider = other_access(path)
+    if wider:
+        log.warning(
+            "action=database_file_readable path=%s extra_mode=%o fix='chmod go-rwx %s "
+            "(or set %s=group to share it with the group)'",
+            path,
+            wider,
+            path,
+            FILE_MODE_ENV,
+        )
 
 
 def create_schema(engine: Engine) -> None:

@@ -10,9 +10,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scheduler_core.errors import ReservationTimeoutError
+from scheduler_core.deadlines import check_timeout
+from scheduler_core.errors import InvalidJobError, ReservationTimeoutError
 from scheduler_core.statuses import JobOrigin
-from scheduler_core.validation import check_positive, check_text
+from scheduler_core.validation import check_id, check_optional_id, check_text
 from scheduler_core.values import Claim, Finish, JobRun, JobSpec, Reservation, utcnow
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class DirectExecution:
         signal: Signal
         membership: Membership
         worker_id: str
+        max_id: int
 
         def execute_claim(
             self, claim: Claim, *, until: threading.Event | None = None
@@ -51,9 +53,12 @@ class DirectExecution:
 
         While this process lives its heartbeat keeps the reservation alive; if it
         vanishes the reservation expires `ttl` seconds (default reservation_ttl) later.
+        Every argument is checked before anything is written (the worker row included).
         """
         check_text(reserved_by, name="reserved_by", limit=256)
-        seconds = self.settings.reservation_ttl if ttl is None else check_positive(ttl, name="ttl")
+        seconds = check_timeout(ttl, name="ttl", error=InvalidJobError)
+        if seconds is None:
+            seconds = self.settings.reservation_ttl
         self.membership.register(slots=self.membership.slots or 0)
         reservation = self.db.write(
             lambda c: self.store.insert_reservation(
@@ -75,6 +80,7 @@ class DirectExecution:
 
     def release_reservation(self, reservation_id: int) -> bool:
         """Release a reservation; the queue resumes. False if it had already ended."""
+        check_id(reservation_id, name="reservation_id", high=self.max_id)
         released = self.db.write(
             lambda c: self.store.release_reservation(c, reservation_id, now=utcnow())
         )
@@ -105,6 +111,9 @@ class DirectExecution:
             origin=JobOrigin.DIRECT,
             timeout_seconds=timeout_seconds,
         )
+        check_text(reserved_by, name="reserved_by", limit=256)
+        check_timeout(timeout, name="timeout", error=InvalidJobError)
+        check_optional_id(reservation_id, name="reservation_id", high=self.max_id)
         own = reservation_id is None
         rid = reservation_id or self.reserve_next_slot(reserved_by).reservation_id
         assert rid is not None

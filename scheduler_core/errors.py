@@ -112,3 +112,13 @@ class JobInterrupted(KeyboardInterrupt):
 
 class ConfigurationError(SchedulerError):
     """The scheduler is misconfigured."""
+
+
+class InvalidIdError(InvalidJobError):
+    """An id must be an integer from 1 to the largest the backend stores (SQLite 2**63-1,
+    PostgreSQL 2**31-1)."""
+
+
+class OutputDirError(InvalidParamsError):
+    """A job's output_dir must name a directory inside the artifacts directory (or a root
+    the operator allows in LLMSCHED_OUTPUT_ROOTS)."""

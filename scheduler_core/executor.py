@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from scheduler_core.files import open_private, private_dir
 from scheduler_core.redaction import redact
 from scheduler_core.registry import JobType
 from scheduler_core.statuses import JobRunStatus
@@ -151,13 +153,14 @@ _router = _RunLogRouter()
 
 
 def _open_log(path: str) -> Any:
-    """Append to the run's log file, creating its directory only when it is missing
-    (one check per process would miss a directory removed by log clean-up)."""
+    """Append to the run's log file (files.py: private unless shared with a group),
+    creating its directory only when it is missing (one check per process would miss a
+    directory removed by log clean-up)."""
     try:
-        return open(path, "a", encoding="utf-8")
+        return open_private(path, "a")
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "a", encoding="utf-8")
+        private_dir(os.path.dirname(path))
+        return open_private(path, "a")
 
 
 @contextmanager
@@ -166,67 +169,95 @@ def run_log(
     *,
     loggers: tuple[str, ...] = (),
 ) -> Iterator[RunLog]:
-    """Write this run's log file: our start/end lines plus every record logged for it.
+    """This run's log: our start/end lines plus every record logged for it.
 
-    Records reach the file when they carry this run's `run_id` (ctx.logger) or, once
+    Records reach it when they carry this run's `run_id` (ctx.logger) or, once
     `RunLog.follow_flow_run` is called, the executor's `flow_run_id` (the loggers given).
+    The file is created at the run's first record or at an end other than COMPLETED;
+    a run that completes without logging leaves no file (creating one per job would
+    cost more than the rest of a short job's bookkeeping).
     """
     _router.attach((RUN_LOGGER, *loggers))
     log = RunLog(ctx)
     if ctx.log_path is None:
         yield log
         return
-    # A str path, not a Path: on Python 3.11 pathlib interns the parts it parses, and
-    # every run's file name is new.
-    with _open_log(ctx.log_path) as stream:
-        log.stream = stream
-        _router.route(("run", ctx.run.run_id), stream)
-        try:
-            log.line(
-                logging.INFO,
-                "action=start job_id=%s run_id=%s type=%s attempt=%s params=%s",
-                ctx.job.job_id,
-                ctx.run.run_id,
-                ctx.job.job_type,
-                ctx.job.attempt,
-                ctx.job.params,
-            )
-            yield log
-        finally:
-            _router.unroute(("run", ctx.run.run_id))
-            for key in log.followed:
-                _router.unroute(key)
+    _router.route(("run", ctx.run.run_id), log)
+    try:
+        yield log
+    finally:
+        _router.unroute(("run", ctx.run.run_id))
+        for key in log.followed:
+            _router.unroute(key)
+        log.close()
 
 
 class RunLog(logging.LoggerAdapter[logging.Logger]):
-    """The run's logger; `follow_flow_run` adds the records of the executor's flow run
-    (those carrying its `flow_run_id`) to the file."""
+    """The run's logger and its file, opened at the first line written to it;
+    `follow_flow_run` adds the records of the executor's flow run (those carrying its
+    `flow_run_id`) to the file."""
 
     def __init__(self, ctx: ExecutionContext) -> None:
         super().__init__(
             logging.getLogger(RUN_LOGGER), {"run_id": ctx.run.run_id, "job_id": ctx.job.job_id}
         )
+        self.ctx = ctx
+        self.started = time.time()
         self.stream: Any = None
         self.followed: list[object] = []
+        self._opening = threading.Lock()
+
+    @property
+    def written(self) -> bool:
+        """Has the run's log file been created?"""
+        return self.stream is not None
+
+    def _file(self) -> Any:
+        """The open file, created with the run's start line on first use."""
+        if self.stream is None:
+            with self._opening:  # records may come from the executor's threads at once
+                if self.stream is None:
+                    stream = _open_log(self.ctx.log_path or "")
+                    job = self.ctx.job
+                    start = (
+                        f"action=start job_id={job.job_id} run_id={self.ctx.run.run_id} "
+                        f"type={job.job_type} attempt={job.attempt} params={job.params}"
+                    )
+                    _append(stream, _line(self.started, "INFO", RUN_LOGGER, start))
+                    self.stream = stream
+        return self.stream
+
+    def write(self, text: str) -> None:
+        """The router's stream interface: a formatted record, appended."""
+        if self.ctx.log_path is not None:
+            self._file().write(text)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
     def line(self, level: int, msg: str, *args: object) -> None:
-        """One of our own lines, straight into the file: the run's start and end are
-        written for every job, and the logging machinery (record, caller lookup,
-        handler chain) would cost more than the rest of a no-op job's execution."""
-        if self.stream is not None:
+        """One of our own lines, straight into the file: the logging machinery (record,
+        caller lookup, handler chain) would cost more than a no-op job's execution."""
+        if self.ctx.log_path is not None:
             text = _line(time.time(), logging.getLevelName(level), RUN_LOGGER, msg % args)
-            _append(self.stream, text)
+            _append(self._file(), text)
 
     def follow_flow_run(self, flow_run_id: str) -> None:
-        if self.stream is not None:
+        if self.ctx.log_path is not None:
             key = ("flow_run", flow_run_id)
-            _router.route(key, self.stream)
+            _router.route(key, self)
             self.followed.append(key)
 
 
 def log_outcome(log: RunLog, outcome: Outcome) -> None:
     if outcome.status == JobRunStatus.COMPLETED:
-        log.line(logging.INFO, "action=finish status=COMPLETED artifacts=%s", outcome.artifacts)
+        if log.written:  # a silent, successful run leaves no file
+            log.line(logging.INFO, "action=finish status=COMPLETED artifacts=%s", outcome.artifacts)
     elif outcome.interrupted_by is not None:
         log.line(
             logging.WARNING,

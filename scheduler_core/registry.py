@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,22 @@ from scheduler_core.rules.resources import check_name as check_resource_name
 Handler = Callable[..., list[str] | None]
 ResourceRule = str | Callable[[dict[str, Any]], str]
 Validator = Callable[[dict[str, Any]], object]
+
+_TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""A job type name: safe in a file name (its run logs are named after it) and a URL."""
+
+
+def check_type_name(name: object) -> str:
+    """1-128 letters, digits or _ . : -, starting with a letter or digit."""
+    if not isinstance(name, str) or not _TYPE_NAME.fullmatch(name):
+        from scheduler_core.validation import shown
+
+        length = f" ({len(name)} characters)" if isinstance(name, str) and len(name) > 128 else ""
+        raise ConfigurationError(
+            f"invalid job type name {shown(name)}{length}: use 1-128 letters, digits or _ . : -, "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +72,13 @@ class Registry:
         validate: Validator | None = None,
         timeout_seconds: float | None = None,
     ) -> JobType:
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigurationError(f"job type name must be a non-empty string, got {name!r}")
-        if len(name) > 128:
-            raise ConfigurationError(
-                f"job type name is {len(name)} characters long; the limit is 128"
-            )
+        check_type_name(name)
         if not callable(handler):
             raise ConfigurationError(f"handler for job type {name!r} is not callable")
         if not callable(resource):
             check_resource_name(resource)
+        if validate is not None and not callable(validate):
+            raise ConfigurationError(f"validate for job type {name!r} is not callable")
         timeout = check_timeout(timeout_seconds, name="timeout_seconds", error=ConfigurationError)
         job_type = JobType(
             name,
@@ -78,14 +92,16 @@ class Registry:
         return job_type
 
     def get(self, name: str) -> JobType:
-        try:
-            return self._types[name]
-        except KeyError:
+        found = self._types.get(name) if isinstance(name, str) else None
+        if found is None:
+            from scheduler_core.validation import shown
+
             known = ", ".join(sorted(self._types)) or "none"
             raise UnknownJobTypeError(
-                f"unknown job type {name!r} (registered: {known}); "
+                f"unknown job type {shown(name)} (registered: {known}); "
                 "register a handler with svc.register(job_type, handler) first"
-            ) from None
+            )
+        return found
 
     def names(self) -> list[str]:
         return sorted(self._types)

@@ -43,9 +43,15 @@ from scheduler_core.statuses import JobOrigin, JobStatus
 from scheduler_core.store import Store
 from scheduler_core.validation import (
     SpecBuilder,
+    check_id,
+    check_limit,
+    check_optional_id,
+    check_optional_text,
     check_origin,
     check_priority,
     check_text,
+    check_texts,
+    max_id,
     statuses,
 )
 from scheduler_core.values import (
@@ -80,6 +86,7 @@ class SchedulerService(DirectExecution, Dispatching):
             ),
         )
         db.on_write_end = self.plugins.after_write
+        self.max_id = max_id(db.engine.dialect.name)  # ids beyond it are refused
         self.registry = Registry()
         self.specs = SpecBuilder(self.registry, default_max_retries=settings.max_retries)
         self.executor: Executor = CallableExecutor()
@@ -264,12 +271,9 @@ class SchedulerService(DirectExecution, Dispatching):
             not_before=not_before,
             timeout_seconds=timeout_seconds,
         )
-        if external_id is not None:
-            check_text(external_id, name="external_id", limit=64)
-            spec = replace(spec, external_id=external_id)
-        if key is not None:
-            check_text(key, name="key", limit=256)
-            spec = replace(spec, key=key)
+        check_optional_text(external_id, name="external_id", limit=64)
+        check_optional_text(key, name="key", limit=256)
+        spec = replace(spec, external_id=external_id, key=key)
         try:
             job, created = keys.submit_once(
                 key,
@@ -294,7 +298,7 @@ class SchedulerService(DirectExecution, Dispatching):
 
     def enqueue_jobs(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
         """Queue many jobs in one transaction: all are written or none."""
-        specs = [self.specs.from_mapping(j, index=i) for i, j in enumerate(jobs)]
+        specs = self.specs.from_list(jobs, what="enqueue_jobs")
         if not specs:
             return []
         created = self.db.write(lambda c: self.store.insert_jobs(c, specs, now=utcnow()))
@@ -314,17 +318,16 @@ class SchedulerService(DirectExecution, Dispatching):
         `key`: an idempotency key, as for enqueue_job: the group queued with it before
         is returned with its members, and nothing is written."""
         check_text(name, name="group name", limit=256)
-        if not jobs:
+        member_origin = check_origin(origin)
+        check_optional_text(key, name="key", limit=256)
+        if isinstance(jobs, list | tuple) and not jobs:
             raise EmptyGroupError(
                 f"job group {name!r} has no members: pass at least one job in jobs=[...]"
             )
-        member_origin = check_origin(origin)
         specs = [
-            replace(self.specs.from_mapping(j, index=i), origin=member_origin)
-            for i, j in enumerate(jobs)
+            replace(spec, origin=member_origin)
+            for spec in self.specs.from_list(jobs, what="create_job_group")
         ]
-        if key is not None:
-            check_text(key, name="key", limit=256)
         (group, members), created = keys.submit_once(
             key,
             find=lambda: self.group_by_key(key or ""),
@@ -339,6 +342,7 @@ class SchedulerService(DirectExecution, Dispatching):
 
     def update_job_params(self, job_id: int, params: Mapping[str, Any]) -> Job:
         """Change a QUEUED job's params; refused once it left QUEUED (INV-001)."""
+        check_id(job_id, name="job_id", high=self.max_id)
         job = self.get_job(job_id)
         spec = self.specs.build(job.job_type, params, priority=job.priority)
         return self.db.write(
@@ -348,6 +352,7 @@ class SchedulerService(DirectExecution, Dispatching):
     def set_priority(self, job_id: int, priority: int) -> Job:
         """Change a QUEUED job's priority (its place in the queue); refused once it left
         QUEUED (JobNotQueuedError)."""
+        check_id(job_id, name="job_id", high=self.max_id)
         check_priority(priority)
         job = self.db.write(lambda c: self.store.set_priority(c, job_id, priority))
         self.signal.notify()
@@ -359,12 +364,14 @@ class SchedulerService(DirectExecution, Dispatching):
         """Cancel a job: a QUEUED job becomes CANCELLED and never runs; a RUNNING job is
         stopped by its worker within seconds and ends CANCELLED (returned still RUNNING,
         with `cancel_requested`); an ended job raises JobNotCancellableError."""
+        check_id(job_id, name="job_id", high=self.max_id)
         job = self.db.write(lambda c: self.store.cancel_job(c, job_id, now=utcnow()))
         self.signal.notify()
         return job
 
     def cancel_job_group(self, group_id: int) -> JobGroup:
         """Cancel queued members and stop a running one; the group ends CANCELLED."""
+        check_id(group_id, name="group_id", high=self.max_id)
         group = self.db.write(lambda c: self.store.cancel_group(c, group_id, now=utcnow()))
         self.signal.notify()
         return group
@@ -372,18 +379,22 @@ class SchedulerService(DirectExecution, Dispatching):
     # ------------------------------------------------------------------ reading
 
     def get_job(self, job_id: int) -> Job:
+        check_id(job_id, name="job_id", high=self.max_id)
         return self.db.read(lambda c: self.store.get_job(c, job_id))
 
     def get_job_run_for_job(self, job_id: int) -> JobRun | None:
+        check_id(job_id, name="job_id", high=self.max_id)
         return self.db.read(lambda c: self.store.get_run_for_job(c, job_id))
 
     def get_job_run(self, run_id: int) -> JobRun:
+        check_id(run_id, name="run_id", high=self.max_id)
         run = self.db.read(lambda c: self.store.get_run(c, run_id))
         if run is None:
             raise RunNotFoundError(f"job run {run_id} does not exist")
         return run
 
     def get_job_group(self, group_id: int) -> JobGroup:
+        check_id(group_id, name="group_id", high=self.max_id)
         return self.db.read(lambda c: self.store.get_group(c, group_id))
 
     def list_jobs(
@@ -395,6 +406,9 @@ class SchedulerService(DirectExecution, Dispatching):
         limit: int | None = None,
     ) -> list[Job]:
         wanted = statuses(status)
+        check_optional_text(job_type, name="job_type", limit=128)
+        check_optional_id(group_id, name="group_id", high=self.max_id)
+        check_limit(limit)
         return self.db.read(
             lambda c: self.store.list_jobs(
                 c, statuses=wanted, job_type=job_type, group_id=group_id, limit=limit
@@ -406,6 +420,7 @@ class SchedulerService(DirectExecution, Dispatching):
         return self.db.read(self.store.queued_in_dispatch_order)
 
     def get_retry_chain(self, job_id: int) -> list[Job]:
+        check_id(job_id, name="job_id", high=self.max_id)
         return self.db.read(lambda c: self.store.retry_chain(c, job_id))
 
     def list_workers(self) -> list[Worker]:
@@ -426,6 +441,8 @@ class SchedulerService(DirectExecution, Dispatching):
     def retry_job(self, job_id: int, *, external_id: str | None = None) -> Job:
         """Manually retry a FAILED or CANCELLED job (one cancelled while queued has no run);
         `external_id` moves to the retry (the Prefect flow run a user retried)."""
+        check_id(job_id, name="job_id", high=self.max_id)
+        check_optional_text(external_id, name="external_id", limit=64)
 
         def tx(conn: Any) -> Job:
             original = self.store.get_job(conn, job_id)
@@ -446,10 +463,12 @@ class SchedulerService(DirectExecution, Dispatching):
 
     def job_by_key(self, key: str) -> Job | None:
         """The job queued with this idempotency key, if any."""
+        check_text(key, name="key", limit=256)
         return self.db.read(lambda c: self.store.job_by_key(c, key))
 
     def group_by_key(self, key: str) -> tuple[JobGroup, list[Job]] | None:
         """The group queued with this idempotency key and its members, if any."""
+        check_text(key, name="key", limit=256)
         return self.db.read(lambda c: self.store.group_by_key(c, key))
 
     def job_by_external_id(self, external_id: str) -> Job | None:
@@ -458,12 +477,16 @@ class SchedulerService(DirectExecution, Dispatching):
 
     def jobs_by_external_id(self, external_ids: list[str]) -> list[Job]:
         """The jobs these external ids (Prefect flow runs) stand for, in no order."""
+        external_ids = check_texts(external_ids, name="external_id", limit=64)
         return self.db.read(lambda c: self.store.jobs_by_external_id(c, external_ids))
 
     def set_external_id(self, job_id: int, external_id: str) -> bool:
         """Record a job's external id; False if it has one already (another process gave
         it first)."""
+        check_id(job_id, name="job_id", high=self.max_id)
+        check_text(external_id, name="external_id", limit=64)
         return self.db.write(lambda c: self.store.set_external_id(c, job_id, external_id))
 
     def queued_without_external_id(self, limit: int = 100) -> list[Job]:
+        check_limit(limit)
         return self.db.read(lambda c: self.store.queued_without_external_id(c, limit))

@@ -12,7 +12,8 @@ class SchedulerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMSCHED_", extra="forbid")
 
     home: Path = Field(
-        default=Path("~/.llmsched"), description="Data directory: database, artifacts, logs."
+        default=Path("~/.llmsched"),
+        description="Data directory: database, artifacts, logs; created private (files.py).",
     )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///<home>/jobs.db."

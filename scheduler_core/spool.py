@@ -2,11 +2,11 @@
 
 A worker told to stop while the database is unreachable cannot record how its jobs
 ended. Each such end (the claim and its outcome: a result, or "back to the queue") is
-kept in a file of its own under `<home>/spool/`, readable by this user only. The next
-recovery pass on this host, in any process, writes each kept end as it happened, once
-the worker that kept it is gone: no result is lost, nothing runs again, and a job handed
-back counts no attempt. (Another host cannot read the file: its recovery fails the job
-as crashed, as for a worker killed outright.)
+kept in a file of its own under `<home>/spool/`, private like every file we create
+(files.py). The next recovery pass on this host, in any process, writes each kept end as
+it happened, once the worker that kept it is gone: no result is lost, nothing runs
+again, and a job handed back counts no attempt. (Another host cannot read the file: its
+recovery fails the job as crashed, as for a worker killed outright.)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler_core.errors import StaleStateError
+from scheduler_core.files import open_private, private_dir
 from scheduler_core.statuses import JobRunStatus
 from scheduler_core.values import Claim, Finish, Job, JobRun, Outcome
 
@@ -38,7 +39,7 @@ class Spool:
 
     def keep(self, worker_id: str, claim: Claim, outcome: Outcome) -> None:
         """Keep an unwritten end on disk (flushed and synced before returning)."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.directory)
         line = json.dumps(
             {
                 "worker_id": worker_id,
@@ -47,12 +48,10 @@ class Spool:
                 "outcome": {**asdict(outcome), "status": outcome.status.value},
             }
         )
-        fd = os.open(self._file(worker_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open_private(self._file(worker_id), "ab") as file:
+            file.write((line + "\n").encode())
+            file.flush()
+            os.fsync(file.fileno())
         log.warning(
             "action=spool_end job_id=%s run_id=%s file=%s",
             claim.job.job_id,

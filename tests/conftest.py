@@ -123,6 +123,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test (and every process it starts) keeps its data and logs in its own home."""
     home = tmp_path / "llmsched-home"
     monkeypatch.setenv("LLMSCHED_HOME", str(home))
+    # Outputs may also go to the test's own directory, as an operator may allow.
+    monkeypatch.setenv("LLMSCHED_OUTPUT_ROOTS", str(tmp_path))
     return home
 
 

@@ -111,9 +111,11 @@ def service(db: str | None, *, pipelines: bool = False) -> Iterator[SchedulerSer
 
 
 def check_job_type(svc: SchedulerService, job_type: str) -> None:
+    from scheduler_core.validation import shown
+
     known = svc.registry.names()
     if job_type not in known:
-        raise CLIError(f"unknown job type {job_type!r}; known: {', '.join(known)}")
+        raise CLIError(f"unknown job type {shown(job_type)}; known: {', '.join(known)}")
 
 
 def quiet_prefect() -> None:
@@ -140,16 +142,37 @@ def quiet_prefect() -> None:
 # ---------------------------------------------------------------------- params
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+PARAMS_MAX_BYTES = 256 * 1024  # scheduler_core.validation.PARAMS_MAX_BYTES: read no more
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)  # NaN/Infinity are not JSON values: keep them as strings
 
 
-def parse_value(text: str) -> Any:
+def _too_large(what: str, text: str) -> CLIError | None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size <= PARAMS_MAX_BYTES:
+        return None
+    return CLIError(
+        f"{what} is {size} bytes; params are limited to {PARAMS_MAX_BYTES} bytes (256 KiB) "
+        "of JSON: pass a path to a file instead of its content"
+    )
+
+
+def _nested(what: str) -> CLIError:
+    return CLIError(
+        f"{what} is nested too deeply to parse; params may nest at most 32 levels: flatten it"
+    )
+
+
+def parse_value(text: str, *, key: str = "value") -> Any:
     """JSON when it parses (numbers, true, null, lists, objects, "quoted"), else the text."""
+    if (error := _too_large(f"the value of {key}", text)) is not None:
+        raise error
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _nested(f"the value of {key}") from None
     except ValueError:
         return text
 
@@ -159,8 +182,12 @@ def build_params(
 ) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if params_json is not None:
+        if (error := _too_large("--params-json", params_json)) is not None:
+            raise error
         try:
             loaded = json.loads(params_json, parse_constant=_reject_constant)
+        except RecursionError:
+            raise _nested("--params-json") from None
         except ValueError as exc:
             raise CLIError(f"--params-json is not valid JSON: {exc}") from None
         if not isinstance(loaded, dict):
@@ -173,7 +200,7 @@ def build_params(
         key, sep, value = pair.partition("=")
         if not sep or not _KEY.match(key):
             raise CLIError(f"expected KEY=VALUE (e.g. theme=tides or length=400), got {pair!r}")
-        params[key] = parse_value(value)
+        params[key] = parse_value(value, key=key)
     if model is not None:
         params["model"] = model
     return params
@@ -181,13 +208,30 @@ def build_params(
 
 # ---------------------------------------------------------------------- output
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""C0 controls but tab and newline, DEL and C1 controls: what a terminal obeys (titles,
+clearing the screen, moving the cursor) instead of printing."""
+_JSON_CONTROL = re.compile(r"[\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """`text` safe for a terminal: every control character but newline and tab removed.
+
+    Everything the CLI prints goes through it (echo, warn, fields, tables, the error
+    line), because job params, run errors and names come from users and models."""
+    return _CONTROL.sub("", str(text))
+
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """JSON escapes C0 controls itself; DEL and C1 are escaped too, so the output is the
+    same data and still inert on a terminal."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
 
 
 def echo(text: str = "") -> None:
-    typer.echo(text)
+    typer.echo(printable(text))
 
 
 def warn(text: str) -> None:
@@ -195,11 +239,12 @@ def warn(text: str) -> None:
 
 
 def one_line(text: str) -> str:
-    """Collapse a (possibly multi-line) message into one line, credentials masked."""
+    """Collapse a (possibly multi-line) message into one printable line, credentials
+    masked."""
     from scheduler_core.redaction import redact
 
-    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
-    line = "; ".join(parts) if parts else str(text).strip()
+    parts = [p.strip() for p in printable(text).splitlines() if p.strip()]
+    line = "; ".join(parts) if parts else printable(text).strip()
     return redact(line.replace(":;", ":"))
 
 
@@ -213,7 +258,7 @@ def when(value: datetime | None) -> str:
 
 
 def text_or_dash(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)
+    return "-" if value is None or value == "" else printable(value)
 
 
 def short(text: str | None, limit: int = 60) -> str:

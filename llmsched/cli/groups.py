@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,21 +40,83 @@ app.add_typer(group_app, rich_help_panel="Groups")
 
 FILE_KEYS = {"name", "jobs"}
 JOB_KEYS = {"job_type", "params", "priority", "max_retries"}
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""A group file's size limit (16 MiB): room for 50,000 jobs with modest params."""
+MAX_FILE_DEPTH = 36
+"""The file's structure (3 levels) plus params nested at most 32 levels."""
+MAX_FILE_VALUES = 2_000_000
+"""Values in the parsed document, counted as YAML aliases expand: a small file whose
+aliases expand to billions of values is refused before anything walks it."""
+
+
+def read_text_file(path: Path, *, limit: int, bad: Any) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes. A FIFO, a device
+    (/dev/zero) or a directory is refused from its metadata: the file is opened
+    non-blocking and checked again, so nothing waits on a writer or reads forever."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise bad(_not_regular(os.stat(path).st_mode))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise bad(f"cannot be read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # replaced since the first look
+            raise bad(_not_regular(info.st_mode))
+        if info.st_size > limit:
+            raise bad(f"is {info.st_size} bytes; the limit is {limit} bytes (16 MiB)")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise bad(f"is more than {limit} bytes; the limit is {limit} bytes (16 MiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad("not a text file (expected YAML or JSON in UTF-8)") from None
+
+
+def _not_regular(mode: int) -> str:
+    kind = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return f"is {kind}, not a regular file: pass the path of a YAML or JSON file"
+
+
+def _check_shape(data: Any, bad: Any) -> None:
+    """Refuse documents nested deeper than MAX_FILE_DEPTH or holding more than
+    MAX_FILE_VALUES values (validation.nested: no document can exhaust the stack)."""
+    from scheduler_core.validation import nested
+
+    for seen, (_, value, depth) in enumerate(nested(data), start=1):
+        if seen > MAX_FILE_VALUES:
+            raise bad(
+                f"holds more than {MAX_FILE_VALUES} values (YAML aliases count each time "
+                "they are used); write smaller groups"
+            )
+        if depth > MAX_FILE_DEPTH and isinstance(value, Mapping | list | tuple):
+            raise bad(
+                f"is nested more than {MAX_FILE_DEPTH} levels deep; params may nest at "
+                "most 32 levels: flatten them"
+            )
 
 
 def load_group_file(path: Path) -> dict[str, Any]:
     """Read a group file (YAML or JSON); any problem is a CLIError naming the file."""
+    from scheduler_core.validation import MAX_GROUP_JOBS
 
     def bad(problem: str) -> CLIError:
         return CLIError(f"group file {str(path)!r}: {problem}")
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise bad("not a text file (expected YAML or JSON)") from None
-    except OSError as exc:
-        raise bad(f"cannot be read: {exc.strerror or exc}") from None
+    text = read_text_file(path, limit=MAX_FILE_BYTES, bad=bad)
     data = _parse(text, path, bad)
+    _check_shape(data, bad)
     if not isinstance(data, Mapping):
         raise bad(
             "expected a mapping with 'jobs' (and optionally 'name'), "
@@ -67,6 +131,8 @@ def load_group_file(path: Path) -> dict[str, Any]:
     jobs = data.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise bad("'jobs' must be a non-empty list of {job_type, params, priority?}")
+    if len(jobs) > MAX_GROUP_JOBS:
+        raise bad(f"has {len(jobs)} jobs; a group may have at most {MAX_GROUP_JOBS}: split it")
     for index, job in enumerate(jobs):
         where = f"jobs[{index}]"
         if not isinstance(job, Mapping):
@@ -87,45 +153,41 @@ def load_group_file(path: Path) -> dict[str, Any]:
 def _parse(text: str, path: Path, bad: Any) -> Any:
     import json
 
+    deep = "is nested too deeply to parse; params may nest at most 32 levels: flatten them"
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
+        except RecursionError:
+            raise bad(deep) from None
         except ValueError as exc:
             raise bad(f"not valid JSON: {exc}") from None
     import yaml
 
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise bad(deep) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise bad(f"not valid YAML or JSON{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise bad(f"not valid YAML or JSON: {one_line(str(exc))}") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML cannot construct
+        raise bad(f"not valid YAML or JSON: {one_line(str(exc))}") from None
 
 
 def check_jobs(svc: SchedulerService, path: Path, jobs: list[dict[str, Any]]) -> None:
-    """Check each member against its pipeline, so an error names the member."""
-    from scheduler_core.errors import SchedulerError
+    """Each member's job type is known; its params are checked once, by the service."""
+    from scheduler_core.validation import shown
 
     known = svc.registry.names()
     for index, job in enumerate(jobs):
-        where = f"group file {str(path)!r}: jobs[{index}]"
         if job["job_type"] not in known:
             raise CLIError(
-                f"{where}: unknown job type {job['job_type']!r}; known: {', '.join(known)}"
+                f"group file {str(path)!r}: jobs[{index}]: unknown job type "
+                f"{shown(job['job_type'])}; known: {', '.join(known)}"
             )
-        validate = svc.registry.get(job["job_type"]).validate
-        if validate is None:
-            continue
-        try:
-            validate(dict(job.get("params") or {}))
-        except SchedulerError as exc:
-            raise CLIError(f"{where}: {exc}") from None
-        except Exception as exc:
-            raise CLIError(
-                f"{where}: params for job type {job['job_type']!r} are invalid: {exc}"
-            ) from None
 
 
 @group_app.command("submit")
@@ -156,7 +218,10 @@ def group_submit(
         except (DatabaseUnavailableError, NotFoundError):
             raise
         except SchedulerError as exc:
-            raise CLIError(f"group file {str(file)!r}: {exc}") from None
+            problem = str(exc)
+            if (member := getattr(exc, "member", None)) is not None:  # validation.member_error
+                problem = f"jobs[{member}]: {getattr(exc, 'problem', exc)}"
+            raise CLIError(f"group file {str(file)!r}: {problem}") from None
     if as_json:
         emit_json({"group": group_to_dict(group), "jobs": [job_to_dict(j) for j in members]})
         return

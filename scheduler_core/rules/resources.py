@@ -13,13 +13,24 @@ import re
 from scheduler_core.errors import ConfigurationError, InvalidJobError
 
 _NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+_SHAPE = re.compile(r"[A-Za-z0-9][^@]*(@[A-Za-z0-9_.:-]+)?")
+"""A class, or `class@instance` (one instance, e.g. `ollama@127.0.0.1:11434`), starting
+with a letter or digit: never `.`, `..` or another name that reads as a path."""
 
 
 def check_name(name: object) -> str:
-    """A resource class name: 1-64 letters, digits or _ . : @ -."""
+    """A resource class name: 1-64 letters, digits or _ . : @ -, starting with a letter or
+    digit, with at most one `@` (before the instance)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
+        from scheduler_core.validation import shown
+
         raise ConfigurationError(
-            f"invalid resource class {name!r}: use 1-64 letters, digits or _ . : @ -"
+            f"invalid resource class {shown(name)}: use 1-64 letters, digits or _ . : @ -"
+        )
+    if not _SHAPE.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid resource class {name!r}: start it with a letter or digit, and write an "
+            "instance of a class as class@instance (one @), e.g. ollama@127.0.0.1:11434"
         )
     return name
 

@@ -103,10 +103,13 @@ class Processes:
 
 
 @pytest.fixture
-def processes(prefect_api: str, tmp_path: Path) -> Iterator[Processes]:
+def processes(prefect_api: str, db_url: str, tmp_path: Path) -> Iterator[Processes]:
     env = {
         **os.environ,
         "PREFECT_API_URL": prefect_api,
+        # The workers' database is their environment's, as in a systemd unit: a submit
+        # run cannot choose it.
+        "LLMSCHED_DATABASE_URL": db_url,
         # The CLI keeps profiles and local storage here, not in the user's ~/.prefect.
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         # What a shell in the project root has: were the deployment to store the deploying
@@ -173,9 +176,9 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
     weekly = api(lambda c: c.read_deployment_by_name(f"{FLOW_NAME}/weekly-research"))
     assert weekly.schedules[0].schedule.timezone == "UTC"
 
-    # The deployment's own jobs, on offline models, into this test's database.
+    # The deployment's own jobs, on offline models, into the workers' database.
     jobs = offline(spec["parameters"]["jobs"])
-    overrides = {"jobs": jobs, "database_url": db_url}
+    overrides = {"jobs": jobs}
     output = processes.run(
         "deployment-run",
         *prefect(

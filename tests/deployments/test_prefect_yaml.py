@@ -24,7 +24,12 @@ from flows.pipelines import PIPELINES
 from flows.prefect_jobs import entrypoint_of, pool_name
 from flows.submit import submit
 from scheduler_core import JobStatus, SchedulerService
-from scheduler_core.errors import InvalidParamsError, SchedulerError, UnknownJobTypeError
+from scheduler_core.errors import (
+    InvalidParamsError,
+    OutputDirError,
+    SchedulerError,
+    UnknownJobTypeError,
+)
 from scheduler_core.statuses import JobOrigin
 from scheduler_core.values import Job, JobGroup
 from tests.deployments.support import (
@@ -45,12 +50,14 @@ REQUIRED_PARAM = {"story": "theme", "research": "topic"}
 
 
 def check_parameters(
-    entrypoint: str, parameters: dict[str, Any], db_url: str
+    entrypoint: str, parameters: dict[str, Any], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[JobGroup, list[Job]]:
     """What a scheduled run does with `parameters` before it queues anything: the submit
-    flow's signature, then each job against its pipeline (the service's enqueue checks)."""
+    flow's signature, then each job against its pipeline (the service's enqueue checks),
+    in the database of the worker's environment."""
     validated = load_flow(entrypoint).validate_parameters(parameters)
-    group, members, _ = submit(validated["jobs"], validated["name"], db_url)
+    monkeypatch.setenv("LLMSCHED_DATABASE_URL", db_url)
+    group, members, _ = submit(validated["jobs"], validated["name"])
     return group, members
 
 
@@ -112,11 +119,13 @@ def test_every_pipeline_is_deployed_where_the_worker_looks_for_its_runs() -> Non
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_parameters_pass_the_flow_and_every_pipeline(name: str, tmp_path: Path) -> None:
+def test_parameters_pass_the_flow_and_every_pipeline(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = deployment(name)
     for index, parameters in enumerate(run_parameters(spec)):
         db_url = f"sqlite:///{tmp_path / f'schedule-{index}.db'}"
-        group, members = check_parameters(spec["entrypoint"], parameters, db_url)
+        group, members = check_parameters(spec["entrypoint"], parameters, db_url, monkeypatch)
         jobs = parameters["jobs"]
         assert group.origin == JobOrigin.SCHEDULE and group.size == len(jobs)
         assert group.name == parameters["name"]
@@ -159,11 +168,22 @@ def no_jobs(p: dict[str, Any]) -> None:
     p["jobs"] = []
 
 
+def database_url_parameter(p: dict[str, Any]) -> None:
+    """The worker's database is its own setting, never a parameter any API client sets."""
+    p["database_url"] = "sqlite:////tmp/anywhere.db"
+
+
+def output_dir_outside_the_artifacts(p: dict[str, Any]) -> None:
+    p["jobs"][0]["params"]["output_dir"] = "/etc/llmsched"
+
+
 MUTATIONS: list[tuple[Callable[[dict[str, Any]], None], type[Exception]]] = [
     (rename_flow_parameter, SignatureMismatchError),
     (rename_job_key, ParameterTypeError),
     (misspell_priority, ParameterTypeError),
     (no_jobs, ParameterTypeError),
+    (database_url_parameter, SignatureMismatchError),
+    (output_dir_outside_the_artifacts, OutputDirError),
     (rename_pipeline_parameter, InvalidParamsError),
     (add_unknown_pipeline_parameter, InvalidParamsError),
     (unknown_job_type, UnknownJobTypeError),
@@ -176,14 +196,18 @@ MUTATIONS: list[tuple[Callable[[dict[str, Any]], None], type[Exception]]] = [
     ("mutate", "error"), MUTATIONS, ids=[mutate.__name__ for mutate, _ in MUTATIONS]
 )
 def test_a_renamed_or_unknown_parameter_fails_the_check(
-    name: str, mutate: Callable[[dict[str, Any]], None], error: type[Exception], tmp_path: Path
+    name: str,
+    mutate: Callable[[dict[str, Any]], None],
+    error: type[Exception],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = deployment(name)
     parameters = copy.deepcopy(spec["parameters"])
     mutate(parameters)
     db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
     with pytest.raises(error):
-        check_parameters(spec["entrypoint"], parameters, db_url)
+        check_parameters(spec["entrypoint"], parameters, db_url, monkeypatch)
     if issubclass(error, SchedulerError):  # it got as far as the service: nothing queued
         with SchedulerService.open(db_url) as svc:
             assert svc.list_jobs() == []

@@ -22,6 +22,7 @@ def test_a_scheduled_slot_run_twice_queues_one_group(
     prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    monkeypatch.setenv("LLMSCHED_DATABASE_URL", db_url)  # the worker's own database
     jobs = [
         ScheduledJob(job_type="story", params={"theme": "t", "model": OFFLINE_MODELS["story"]}),
         ScheduledJob(job_type="research", params={"topic": "r"}),
@@ -32,7 +33,7 @@ def test_a_scheduled_slot_run_twice_queues_one_group(
     monkeypatch.setattr(runtime_flow_run, "scheduled_start_time", slot, raising=False)
 
     def run() -> int:
-        return asyncio.run(submit_job_group(jobs=jobs, name="nightly", database_url=db_url))
+        return asyncio.run(submit_job_group(jobs=jobs, name="nightly"))
 
     first, again = run(), run()
     monkeypatch.setattr(runtime_flow_run, "scheduled_start_time", slot + timedelta(days=1))

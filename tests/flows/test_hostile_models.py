@@ -6,6 +6,7 @@ database, the run log and the run's JSON."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,40 @@ def test_an_api_key_the_server_echoes_is_nowhere(
         assert key not in (run.error or "")
         assert key not in json.dumps(run_to_dict(job, run))
         assert key not in Path(run.log_path or "").read_text()
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["http-500", "refused"])
+def test_a_base_url_password_is_nowhere(
+    open_service: Callable[..., SchedulerService],
+    fake_llm: LLMServerProcess,
+    out_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reachable: bool,
+) -> None:
+    """`OPENAI_BASE_URL` with `user:password@`: every error names the server, never the
+    password, in the run row, the database file, the run log or the run's JSON."""
+    password = "pa55-Word-never-shown"
+    host = fake_llm.base_url.removeprefix("http://") if reachable else "127.0.0.1:9"
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://gateway:{password}@{host}/v1")
+    svc = open_service()
+    install_pipelines(svc)
+    svc.enqueue_job("story", story("x", "openai/echokey-500-m", out_dir), max_retries=0)
+    job, run = dispatch_until_ended(svc)
+    assert job.status == JobStatus.FAILED, run
+    if not reachable:  # the error names the server it could not reach, masked
+        assert "gateway:***@" in (run.error or "") or "***@" in (run.error or ""), run.error
+    # httpx sends the userinfo as Basic credentials, which the server echoes back
+    basic = base64.b64encode(f"gateway:{password}".encode()).decode()
+    for secret in (password, basic):
+        assert secret not in (run.error or "")
+        assert secret not in json.dumps(run_to_dict(job, run))
+        assert secret not in Path(run.log_path or "").read_text()
+    url = svc.db.engine.url
+    svc.close()
+    if url.get_backend_name() == "sqlite":  # every byte the database keeps, WAL included
+        files = Path(url.database or "").parent.glob(Path(url.database or "").name + "*")
+        stored = b"".join(f.read_bytes() for f in files)
+        assert password.encode() not in stored and basic.encode() not in stored
 
 
 def test_a_story_cut_at_max_tokens_fails_instead_of_being_saved(

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from scheduler_core import (
     ConfigurationError,
     EmptyGroupError,
+    InvalidIdError,
     InvalidJobError,
     InvalidParamsError,
     InvalidPriorityError,
@@ -24,6 +26,7 @@ from scheduler_core import (
     SchedulerService,
     UnknownJobTypeError,
 )
+from scheduler_core.validation import MAX_GROUP_JOBS, MAX_ID, PARAMS_MAX_BYTES, shown
 from tests.scheduler.rules_support import GateHandler, count_rows, run_in_thread, status_of
 
 
@@ -257,3 +260,208 @@ def test_group_name_too_long_to_store_is_accepted_or_refused_as_invalid(
     )
     if created is not None:
         assert jobs.get_job_group(created[0].group_id).name == name
+
+
+# ---------------------------------------------------------------------- limits and types
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """Params with `depth` levels of objects."""
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [33, 900, 5000])
+def test_params_nested_deeper_than_32_levels_are_refused(
+    jobs: SchedulerService, depth: int
+) -> None:
+    with refused(jobs, InvalidParamsError, "nested more than 32 levels"):
+        jobs.enqueue_job("job", nested(depth))
+    with refused(jobs, InvalidParamsError, "job #0", "nested more than 32 levels"):
+        jobs.create_job_group([{"job_type": "job", "params": nested(depth)}])
+
+
+def test_params_that_contain_themselves_are_refused(jobs: SchedulerService) -> None:
+    params: dict[str, Any] = {}
+    params["self"] = params
+    with refused(jobs, InvalidParamsError, "contain themselves"):
+        jobs.enqueue_job("job", params)
+
+
+def test_params_of_32_levels_and_256_kib_are_accepted(jobs: SchedulerService) -> None:
+    deep = jobs.enqueue_job("job", nested(32))
+    assert jobs.get_job(deep.job_id).params == nested(32)
+    overhead = len('{"text":""}')
+    full = {"text": "x" * (PARAMS_MAX_BYTES - overhead)}
+    assert jobs.get_job(jobs.enqueue_job("job", full).job_id).params == full
+
+
+def test_params_over_256_kib_of_json_are_refused(jobs: SchedulerService) -> None:
+    overhead = len('{"text":""}')
+    with refused(jobs, InvalidParamsError, "262145 bytes", "262144"):
+        jobs.enqueue_job("job", {"text": "x" * (PARAMS_MAX_BYTES - overhead + 1)})
+
+
+@pytest.mark.parametrize("bad", [2**63, 2**64, 10**5000, 0, -1, True, "1", 1.0, None], ids=shown)
+@pytest.mark.parametrize(
+    "call",
+    [
+        "get_job",
+        "cancel_job",
+        "get_job_run",
+        "get_job_run_for_job",
+        "get_job_group",
+        "cancel_job_group",
+        "retry_run",
+        "retry_job",
+        "get_retry_chain",
+        "release_reservation",
+    ],
+)
+def test_ids_outside_1_to_2_63_minus_1_are_refused(
+    jobs: SchedulerService, call: str, bad: Any
+) -> None:
+    with refused(jobs, InvalidIdError, f"must be an integer from 1 to {jobs.max_id}, got"):
+        getattr(jobs, call)(bad)
+
+
+def test_ids_up_to_what_the_backend_stores_are_looked_up_beyond_refused(
+    jobs: SchedulerService,
+) -> None:
+    assert jobs.max_id == (MAX_ID if jobs.db.engine.dialect.name == "sqlite" else 2**31 - 1)
+    with refused(jobs, JobNotFoundError, f"job {jobs.max_id} does not exist"):
+        jobs.get_job(jobs.max_id)
+    with refused(jobs, InvalidIdError, str(jobs.max_id)):
+        jobs.cancel_job(jobs.max_id + 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"not_before": "2030-01-01T00:00:00Z"}, "not_before must be a timezone-aware datetime"),
+        ({"not_before": 1893456000}, "not_before must be a timezone-aware datetime"),
+        ({"origin": "bogus"}, "unknown origin 'bogus'"),
+        ({"origin": ["queue"]}, "unknown origin"),
+        ({"origin": None}, "unknown origin"),
+        ({"key": "k\x00"}, "NUL"),
+        ({"external_id": "e\x00"}, "NUL"),
+    ],
+    ids=["not_before-str", "not_before-int", "origin", "origin-list", "origin-none", "key", "ext"],
+)
+def test_mistyped_enqueue_arguments_are_refused(
+    jobs: SchedulerService, kwargs: dict[str, Any], fragment: str
+) -> None:
+    with refused(jobs, InvalidJobError, fragment):
+        jobs.enqueue_job("job", {}, **kwargs)
+
+
+@pytest.mark.parametrize("job_type", [["job"], None, 5, b"job"], ids=repr)
+def test_a_job_type_that_is_not_a_string_is_refused(jobs: SchedulerService, job_type: Any) -> None:
+    with refused(jobs, UnknownJobTypeError, "unknown job type"):
+        jobs.enqueue_job(job_type, {})
+
+
+def test_a_group_name_with_nul_is_refused(jobs: SchedulerService) -> None:
+    with refused(jobs, InvalidJobError, "group name", "NUL"):
+        jobs.create_job_group([{"job_type": "job"}], name="a\x00b")
+
+
+@pytest.mark.parametrize(
+    "jobs_arg",
+    [None, "job", {"job_type": "job"}, [{"job_type": "job"}] * (MAX_GROUP_JOBS + 1)],
+    ids=["none", "str", "dict", "too-many"],
+)
+def test_job_lists_must_be_lists_of_at_most_50000(jobs: SchedulerService, jobs_arg: Any) -> None:
+    with refused(jobs, InvalidJobError, "enqueue_jobs"):
+        jobs.enqueue_jobs(jobs_arg)
+    with refused(jobs, InvalidJobError, "create_job_group"):
+        jobs.create_job_group(jobs_arg)
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "..", ".", ".x", "-x", "@x", "a@b@c", "x@", "a/b", "ollama@../x"]
+)
+def test_resource_names_that_read_as_paths_or_break_the_instance_form_are_refused(
+    jobs: SchedulerService, name: str
+) -> None:
+    with refused(jobs, ConfigurationError, "invalid resource class"):
+        jobs.set_resource_limit(name, 1)
+    assert name not in jobs.resource_limits()
+
+
+def test_an_ollama_slot_name_is_a_valid_resource(jobs: SchedulerService) -> None:
+    jobs.set_resource_limit("ollama@127.0.0.1:11434", 1)
+    assert jobs.resource_limits()["ollama@127.0.0.1:11434"] == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["../../../../outside/x", "a/b", " job", ".hidden", "-x", "", "x\x00", "t" * 129]
+)
+def test_job_type_names_outside_the_safe_set_are_refused_at_registration(
+    jobs: SchedulerService, name: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="invalid job type name"):
+        jobs.register(name, GateHandler())
+    assert jobs.registry.names() == ["job"]
+
+
+def test_a_run_log_stays_in_the_log_directory(open_service: Any, tmp_path: Path) -> None:
+    svc = open_service(log_dir=str(tmp_path / "logs"))
+    svc.register("story.v2:x-y_z", lambda params: None)
+    svc.enqueue_job("story.v2:x-y_z", {})
+    done = svc.dispatch_one()
+    assert done is not None and done[1].log_path is not None
+    assert Path(done[1].log_path).resolve().parent == (tmp_path / "logs").resolve()
+
+
+@pytest.mark.parametrize("ttl", [math.inf, math.nan, 0, -1, "60", True, 31 * 24 * 3600])
+def test_a_bad_reservation_ttl_writes_no_worker_and_no_reservation(
+    jobs: SchedulerService, ttl: Any
+) -> None:
+    workers = len(jobs.list_workers())
+    with refused(jobs, InvalidJobError, "ttl must be a number of seconds"):
+        jobs.reserve_next_slot("holder", ttl=ttl)
+    assert len(jobs.list_workers()) == workers
+    assert not jobs.has_active_reservation()
+
+
+def test_a_bad_direct_execution_writes_no_worker_and_no_reservation(
+    jobs: SchedulerService,
+) -> None:
+    workers = len(jobs.list_workers())
+    with refused(jobs, InvalidJobError, "timeout must be"):
+        jobs.execute_direct("job", {}, timeout=math.nan)
+    with refused(jobs, InvalidIdError, "reservation_id"):
+        jobs.execute_direct("job", {}, reservation_id=2**63)
+    assert len(jobs.list_workers()) == workers
+    assert not jobs.has_active_reservation()
+
+
+@pytest.mark.parametrize("limit", [0, -1, "5", 1.5, True], ids=repr)
+def test_list_limits_must_be_positive_integers(jobs: SchedulerService, limit: Any) -> None:
+    with refused(jobs, InvalidJobError, "limit"):
+        jobs.list_jobs(limit=limit)
+    with refused(jobs, InvalidJobError, "limit"):
+        jobs.queued_without_external_id(limit)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [5, object(), ["QUEUED", 5], [["QUEUED"]]],
+    ids=["int", "object", "list-with-int", "nested-list"],
+)
+def test_a_status_filter_of_the_wrong_type_is_refused(jobs: SchedulerService, status: Any) -> None:
+    with refused(jobs, InvalidJobError, "unknown job status"):
+        jobs.list_jobs(status)
+
+
+def test_params_that_share_one_list_a_billion_times_are_refused_before_expanding(
+    jobs: SchedulerService,
+) -> None:
+    bomb: Any = ["x"] * 10
+    for _ in range(8):
+        bomb = [bomb] * 10  # 10**9 values as JSON, a few hundred objects in memory
+    with refused(jobs, InvalidParamsError, "more than 262144 values"):
+        jobs.enqueue_job("job", {"bomb": bomb})

@@ -83,6 +83,12 @@ def test_unsupported_database_url_is_refused_with_a_hint(url: str) -> None:
         normalise_url(url)
 
 
+def test_a_refused_database_url_never_shows_its_password() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        normalise_url("mysql://admin:hunter2-secret@db.example/jobs")
+    assert "hunter2" not in str(refused.value) and "db.example" in str(refused.value)
+
+
 def test_postgres_urls_are_normalised_to_psycopg() -> None:
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"

@@ -279,10 +279,35 @@ def test_a_removed_log_directory_is_made_again_for_the_next_run(
 ) -> None:
     logs = tmp_path / "logs"
     svc = open_service(log_dir=logs)
-    svc.register("noop", lambda p: None)
+
+    def chatty(params: dict[str, Any], ctx: ExecutionContext) -> None:
+        ctx.logger.info("working")
+
+    svc.register("chatty", chatty)
     for _ in range(2):
-        svc.enqueue_job("noop")
+        svc.enqueue_job("chatty")
         _, run = svc.dispatch_one() or (None, None)
         assert run is not None and run.status == JobRunStatus.COMPLETED, run
-        assert "action=finish status=COMPLETED" in Path(run.log_path or "").read_text()
+        text = Path(run.log_path or "").read_text()
+        assert "action=start" in text and "working" in text, text
+        assert "action=finish status=COMPLETED" in text, text
         shutil.rmtree(logs)  # log clean-up between runs, as a cron job would do it
+
+
+def test_a_run_log_file_is_written_only_when_there_is_something_to_read(
+    open_service: Callable[..., SchedulerService], tmp_path: Path
+) -> None:
+    """A silent successful run leaves no file; a failure always writes its start and end."""
+    svc = open_service(log_dir=tmp_path / "logs")
+    svc.register("quiet", lambda p: None)
+    svc.register("boom", lambda p: 1 / 0)
+    svc.enqueue_job("quiet")
+    _, quiet = svc.dispatch_one() or (None, None)
+    assert quiet is not None and quiet.status == JobRunStatus.COMPLETED and quiet.log_path
+    assert not Path(quiet.log_path).exists()
+    svc.enqueue_job("boom", max_retries=0)
+    _, boom = svc.dispatch_one() or (None, None)
+    assert boom is not None and boom.status == JobRunStatus.FAILED and boom.log_path
+    text = Path(boom.log_path).read_text()
+    assert "action=start" in text and "ZeroDivisionError" in text, text
+    assert "action=finish status=FAILED" in text, text
