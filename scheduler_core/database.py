@@ -49,11 +49,16 @@ def normalise_url(url: str) -> str:
 
 
 def create_engine(url: str) -> Engine:
-    """SQLite in WAL mode with write transactions taken up front; PostgreSQL via psycopg 3."""
+    """SQLite in WAL mode with write transactions taken up front; PostgreSQL via psycopg 3.
+
+    No ping before each PostgreSQL checkout (a round trip per transaction): a connection
+    that died with a server restart fails its first statement with a transient error,
+    SQLAlchemy then drops every pooled connection of that age, and `Database` reruns the
+    transaction on a new one."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(url, pool_size=10, max_overflow=20)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -220,6 +225,9 @@ class Database:
         # (the service's plugins: plugins.py `after_write`).
         self.on_write_end: Callable[[Connection, bool], None] | None = None
         self._keep = self.is_sqlite and not self.in_memory
+        # SQLite has one writer: this process's writers take turns here rather than in
+        # the driver's busy handler, which sleeps 1-100 ms between tries.
+        self._write_turn = threading.RLock() if self.is_sqlite else None
         self._local = threading.local()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
 
@@ -235,6 +243,18 @@ class Database:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        turn = self._write_turn if write else None
+        if turn is not None and not turn.acquire(timeout=self.retry_seconds):
+            raise sqlite3.OperationalError("database is locked (waited for this process's turn)")
+        try:
+            with self._transaction_in_turn(write=write) as conn:
+                yield conn
+        finally:
+            if turn is not None:
+                turn.release()
+
+    @contextmanager
+    def _transaction_in_turn(self, *, write: bool) -> Iterator[Connection]:
         kept = self._kept_connection()
         release = kept is None  # not kept, or a transaction inside another one
         conn = self.engine.connect() if kept is None else kept.conn

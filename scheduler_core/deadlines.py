@@ -71,7 +71,8 @@ class _Watch:
     seconds: float = field(compare=False)
     on_expiry: Callable[[], None] | None = field(compare=False)
     state: str = field(default="armed", compare=False)  # armed, fired, expired, done
-    settled: threading.Event = field(default_factory=threading.Event, compare=False)
+    # Made when the watch expires (rare): an Event per job would cost more than the watch.
+    settled: threading.Event | None = field(default=None, compare=False)
 
 
 class Watchdog:
@@ -99,7 +100,8 @@ class Watchdog:
                     target=self._run, name="llmsched-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0] is item:  # else the thread's wait ends before this deadline
+                self._cond.notify()
         return item
 
     def done(self, item: _Watch) -> str:
@@ -121,7 +123,7 @@ class Watchdog:
                     self._ended = 0
         if state != "armed":
             raise_in(item.thread_id, None)
-        if state == "expired":
+        if state == "expired" and item.settled is not None:
             item.settled.wait()
         return state
 
@@ -144,6 +146,7 @@ class Watchdog:
                 if item.state != "fired":
                     continue
                 item.state = "expired"
+                item.settled = threading.Event()
             try:
                 if item.on_expiry is not None:
                     item.on_expiry()

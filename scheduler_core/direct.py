@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from scheduler_core.deadlines import check_timeout
@@ -17,6 +17,8 @@ from scheduler_core.validation import check_id, check_optional_id, check_text
 from scheduler_core.values import Claim, Finish, JobRun, JobSpec, Reservation, utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from scheduler_core.database import Database
     from scheduler_core.membership import Membership
     from scheduler_core.registry import Registry
@@ -46,7 +48,7 @@ class DirectExecution:
             self, claim: Claim, *, until: threading.Event | None = None
         ) -> Finish: ...
 
-        def _hold(self, claim: Claim | None) -> None: ...
+        def _claimed(self, claim: Callable[[Connection], Claim | None]) -> Claim | None: ...
 
     def reserve_next_slot(self, reserved_by: str, *, ttl: float | None = None) -> Reservation:
         """Pause queue dispatch and claim the next free slot for a direct execution.
@@ -128,7 +130,7 @@ class DirectExecution:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             seen = self.signal.version
-            claim = self.db.write(
+            claim = self._claimed(
                 lambda c: self.store.claim_direct(
                     c,
                     spec,
@@ -140,7 +142,6 @@ class DirectExecution:
                 )
             )
             if claim is not None:
-                self._hold(claim)
                 return claim
             wait = self.settings.direct_poll_interval
             if deadline is not None:

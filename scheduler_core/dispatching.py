@@ -3,12 +3,14 @@ end; the background loop and crash recovery passes are driven from here."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from scheduler_core.combining import Combiner
 from scheduler_core.deadlines import DeadlineExceeded, Watchdog, deadline_error
 from scheduler_core.errors import (
     ConfigurationError,
@@ -26,10 +28,13 @@ from scheduler_core.statuses import JobRunStatus
 from scheduler_core.values import Claim, Finish, Job, JobRun, Outcome, utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from scheduler_core.availability import Availability
     from scheduler_core.cancellation import Cancellations
     from scheduler_core.database import Database
     from scheduler_core.executor import Executor
+    from scheduler_core.holdings import Holdings
     from scheduler_core.membership import Membership
     from scheduler_core.plugins import Plugins
     from scheduler_core.registry import JobType, Registry
@@ -60,8 +65,7 @@ class Dispatching:
         availability: Availability
         spool: Spool
         deadlines: Watchdog
-        _in_hand: Counter[int]
-        _in_hand_lock: threading.Lock
+        holdings: Holdings
         cancellations: Cancellations
         _loop: Any
 
@@ -78,25 +82,23 @@ class Dispatching:
         """Claim the next eligible job for this worker (the loop's and dispatch_one's step)."""
         if self.membership.slots is None:
             self.membership.register(slots=1)
-        types = self.registry.names()
-        claim = self.db.write(
-            lambda c: self.store.claim_next(
-                c,
-                worker_id=self.worker_id,
-                job_types=types,
-                now=utcnow(),
-                bindings=self.registry.bindings,
-            )
-        )
-        self._hold(claim)
-        return claim
+        return self._claimed(self._claim_in)
 
-    def _hold(self, claim: Claim | None) -> None:
-        """Remember a job this process runs, so `reconcile` never hands it back. Counted:
-        a job handed back can be claimed again before the old claim's thread let go."""
-        if claim is not None:
-            with self._in_hand_lock:
-                self._in_hand[claim.job.job_id or 0] += 1
+    def _claim_in(self, conn: Connection) -> Claim | None:
+        return self.store.claim_next(
+            conn,
+            worker_id=self.worker_id,
+            job_types=self.registry.names(),
+            now=utcnow(),
+            bindings=self.registry.bindings,
+        )
+
+    def _claimed(self, claim: Callable[[Connection], Claim | None]) -> Claim | None:
+        """Run a claim's transaction and hold what it claimed (holdings.py)."""
+        with self.holdings.claiming():
+            claimed = self.db.write(claim)
+            self.holdings.hold(claimed)
+        return claimed
 
     def execute_claim(self, claim: Claim, *, until: threading.Event | None = None) -> Finish:
         """Run a claimed job through the executor and record its end in one transaction.
@@ -105,6 +107,19 @@ class Dispatching:
         database is down is retried until it is written or `until` is set: the result
         is in memory, so it is neither lost nor run again.
         """
+        return self._execute_claim(claim, until=until, more=None)[0]
+
+    def run_claims(self, claim: Claim, *, until: threading.Event, more: Callable[[], bool]) -> None:
+        """Run `claim`, then, while `more()`, the next job claimed in the transaction that
+        records the previous one's end: one write per job and no hand-off between
+        threads while work is queued (the worker loop's slots)."""
+        next_claim: Claim | None = claim
+        while next_claim is not None:
+            next_claim = self._execute_claim(next_claim, until=until, more=more)[1]
+
+    def _execute_claim(
+        self, claim: Claim, *, until: threading.Event | None, more: Callable[[], bool] | None
+    ) -> tuple[Finish, Claim | None]:
         try:
             try:
                 outcome, expired = self._execute(claim)
@@ -119,18 +134,14 @@ class Dispatching:
                     f"job {claim.job.job_id} is back in the queue, its attempt not counted"
                 ) from None
             if expired is not None:
-                return expired
+                return expired, None
             try:
-                return self.record(claim, outcome, until=until)
+                return self._record(claim, outcome, until=until, more=more)
             except KeyboardInterrupt:  # stopped while its end waited for the database
                 self.spool.keep(self.worker_id, claim, outcome)
                 raise JobInterrupted(f"job {claim.job.job_id} ended; its end is kept") from None
         finally:
-            with self._in_hand_lock:
-                job_id = claim.job.job_id or 0
-                self._in_hand[job_id] -= 1
-                if self._in_hand[job_id] <= 0:
-                    del self._in_hand[job_id]
+            self.holdings.release(claim)
 
     def _execute(self, claim: Claim) -> tuple[Outcome, Finish | None]:
         """The outcome, under the job's deadline; with the Finish the watchdog recorded if
@@ -188,13 +199,26 @@ class Dispatching:
         """Write how `claim` ended: finished (retry and group rules), or back in the queue
         after an infrastructure fault (rules/faults.py). Its error text is bounded and
         redacted first: it goes to the database, logs, webhooks and Prefect."""
+        return self._record(claim, outcome, until=until, more=None)[0]
+
+    def _record(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        *,
+        until: threading.Event | None,
+        more: Callable[[], bool] | None,
+    ) -> tuple[Finish, Claim | None]:
+        """`record`, and with `more` (while it says so) the next claim in the same
+        transaction."""
         if outcome.error is not None:
             outcome = replace(outcome, error=redact(outcome.error))
         attempts = 0
         while True:
             attempts += 1
+            next_claim = None
             try:
-                finish = self._finish(claim, outcome)
+                finish, next_claim = self._finish(claim, outcome, more=more)
             except StaleStateError:
                 if attempts == 1:
                     raise
@@ -210,15 +234,49 @@ class Dispatching:
             self._log_end(claim, outcome, finish)
             if faults.pauses(outcome):
                 self.availability.fault(outcome.interrupted_by or "", outcome.error or "")
-            return finish
+            return finish, next_claim
 
-    def _finish(self, claim: Claim, outcome: Outcome) -> Finish:
+    def _finish(
+        self, claim: Claim, outcome: Outcome, *, more: Callable[[], bool] | None
+    ) -> tuple[Finish, Claim | None]:
+        next_claim = None
         try:
             if faults.requeues(outcome):
-                return Finish(job=self._requeue(claim), run=claim.run, retry=None, group=None)
-            return self.db.write(lambda c: self.store.finish(c, claim, outcome, now=utcnow()))
+                job = self._requeue(claim)
+                return Finish(job=job, run=claim.run, retry=None, group=None), None
+            if more is None or not more():
+                return self.db.write(
+                    lambda c: self.store.finish(c, claim, outcome, now=utcnow())
+                ), None
+
+            finish, next_claim = self._combined_ends.submit((claim, outcome))
+            return finish, next_claim
         finally:
-            self.signal.notify()
+            if next_claim is None:  # a slot is free (else this thread took it again)
+                self.signal.notify()
+
+    @functools.cached_property
+    def _combined_ends(self) -> Combiner[tuple[Claim, Outcome], tuple[Finish, Claim | None]]:
+        return Combiner(self._finish_then_claim, lambda end: self._finish_then_claim([end])[0])
+
+    def _finish_then_claim(
+        self, ends: Sequence[tuple[Claim, Outcome]]
+    ) -> list[tuple[Finish, Claim | None]]:
+        """Record the ends of slots' jobs, then claim each slot's next job, in one
+        transaction (combining.py)."""
+
+        def write(conn: Connection) -> list[tuple[Finish, Claim | None]]:
+            finishes = [self.store.finish(conn, c, o, now=utcnow()) for c, o in ends]
+            claims: list[Claim | None] = []
+            for _ in ends:
+                claims.append(self._claim_in(conn) if not claims or claims[-1] else None)
+            return list(zip(finishes, claims, strict=True))
+
+        with self.holdings.claiming():
+            results = self.db.write(write)
+            for _, next_claim in results:
+                self.holdings.hold(next_claim)
+        return results
 
     def _hand_back(self, claim: Claim) -> None:
         """This process is being stopped mid-job: the job goes back to the queue."""
@@ -272,11 +330,12 @@ class Dispatching:
         return self._requeue_mine(held_too=True)
 
     def _requeue_mine(self, *, held_too: bool) -> int:
-        mine = self.db.read(lambda c: self.store.running_claims_by_worker(c, self.worker_id)).get(
-            self.worker_id, []
+        orphans = self.holdings.orphans(
+            lambda: self.db.read(
+                lambda c: self.store.running_claims_by_worker(c, self.worker_id)
+            ).get(self.worker_id, []),
+            held_too=held_too,
         )
-        with self._in_hand_lock:
-            orphans = [c for c in mine if held_too or (c.job.job_id or 0) not in self._in_hand]
         handed_back = 0
         for claim in orphans:
             try:

@@ -5,8 +5,6 @@ callbacks live in their own modules."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -29,6 +27,7 @@ from scheduler_core.errors import (
     RunNotFoundError,
 )
 from scheduler_core.executor import CallableExecutor, Executor
+from scheduler_core.holdings import Holdings
 from scheduler_core.membership import Membership
 from scheduler_core.plugins import Plugin, Plugins
 from scheduler_core.recovery import RecoveryReport
@@ -94,8 +93,7 @@ class SchedulerService(DirectExecution, Dispatching):
         self.membership = Membership(db, self.store, heartbeat_interval=settings.heartbeat_interval)
         self.worker_id = self.membership.worker_id
         self.signal = Signal()
-        self._in_hand: Counter[int] = Counter()  # claims this process holds, by job id
-        self._in_hand_lock = threading.Lock()
+        self.holdings = Holdings()  # the claims this process runs
         self.deadlines = Watchdog()
         self.cancellations = Cancellations(
             lambda ids: self.db.read(lambda c: self.store.cancel_requested(c, ids)),

@@ -9,7 +9,10 @@ another process at once, not at its next poll (`poll_interval`).
   while the database changes, less often (up to `SQLITE_IDLE_INTERVAL`) while it does
   not: waking a thread 300 times a second costs an idle worker about 2% of a core.
 
-A wake-up only makes the dispatcher try a claim; the poll stays as the fallback. A
+A wake-up only makes the dispatcher try a claim, so none is sent while every slot of
+the worker is busy (`wanted`): the changes then are mostly the worker's own commits, and
+a slot that ends its job claims the next one itself (or wakes the dispatcher if it finds
+none). The poll stays as the fallback. A
 watcher that loses its connection (the database restarting) connects again after
 `RETRY_SECONDS`, and until then the worker polls as before.
 """
@@ -51,9 +54,12 @@ def install_trigger(conn: Connection) -> None:
 class Wakeups:
     """A daemon thread that calls `notify` when another process changed the jobs."""
 
-    def __init__(self, url: sa.URL, notify: Callable[[], None]) -> None:
+    def __init__(
+        self, url: sa.URL, notify: Callable[[], None], wanted: Callable[[], bool] = lambda: True
+    ) -> None:
         self.url = url
         self.notify = notify
+        self.wanted = wanted
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmsched-wakeups", daemon=True)
 
@@ -82,7 +88,8 @@ class Wakeups:
             conn.execute(f"LISTEN {CHANNEL}")
             self.notify()  # what changed while not listening
             while not self._stop.is_set():
-                if any(True for _ in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=1)):
+                changed = any(True for _ in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=1))
+                if changed and self.wanted():
                     self.notify()
 
     def _watch_file(self) -> None:
@@ -92,7 +99,9 @@ class Wakeups:
             interval = SQLITE_INTERVAL
             while not self._stop.wait(interval):
                 now = conn.execute("PRAGMA data_version").fetchone()[0]
-                if now != version:
+                if not self.wanted():  # every slot busy: nothing to claim for
+                    version, interval = now, SQLITE_IDLE_INTERVAL
+                elif now != version:
                     version, interval = now, SQLITE_INTERVAL
                     self.notify()
                 else:  # quiet: read less often, so an idle worker costs next to nothing

@@ -47,7 +47,9 @@ class WorkerLoop:
             target=self._recovery_loop, name="llmsched-recovery", daemon=True
         )
         # Work queued or slots freed by other processes wake the dispatcher at once.
-        self._wakeups = Wakeups(service.db.engine.url, service.signal.notify)
+        self._wakeups = Wakeups(
+            service.db.engine.url, service.signal.notify, wanted=lambda: self._free() > 0
+        )
 
     def start(self) -> None:
         log.info("action=worker_start worker_id=%s slots=%s", self.service.worker_id, self.slots)
@@ -136,11 +138,15 @@ class WorkerLoop:
         self._pool.submit(self._execute, claim)
         return True
 
+    def _may_claim(self) -> bool:
+        """May a slot that just ended a job claim the next one itself?"""
+        return not self._draining.is_set() and not self.service.availability.paused
+
     def _execute(self, claim: Claim) -> None:
         with self._lock:
             self._job_threads.add(threading.get_ident())
         try:
-            self.service.execute_claim(claim, until=self._abandon)
+            self.service.run_claims(claim, until=self._abandon, more=self._may_claim)
         except JobInterrupted:
             pass  # handed back to the queue by execute_claim
         except Exception:

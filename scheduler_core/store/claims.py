@@ -1,9 +1,10 @@
 """Claims: QUEUED -> RUNNING for the next eligible job, or for a direct execution.
 
-On SQLite a claim is one statement (store/hot.py `claim_first`) under the write lock
-the transaction took up front. On PostgreSQL concurrent claims skip each other's
-locked heads (`FOR UPDATE SKIP LOCKED`), capped resources are serialised by a lock on
-their resource row, and an advisory lock orders claims against reservations.
+On SQLite a claim is a select of the first head (store/hot.py `first_head`) and its
+start, under the write lock the transaction took up front. On PostgreSQL concurrent
+claims skip each other's locked heads (`FOR UPDATE SKIP LOCKED`), capped resources are
+serialised by a lock on their resource row, and an advisory lock orders claims against
+reservations.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from scheduler_core.store.hot import (
     UNSET_RUN,
     Bindings,
     Hot,
-    claim_first,
     dispatch_state,
+    first_head,
     head_skip_locked,
     type_params,
 )
@@ -66,9 +67,12 @@ class ClaimsStore(StoreBase):
             return None
         if not self.is_postgres:
             params: dict[str, Any] = type_params(job_types)
-            params.update(now=now, b_now=now, b_worker_id=worker_id)
-            row = prepared(conn, claim_first(len(job_types), bindings)).first(conn, params)
-            return None if row is None else self._started(conn, row, worker_id=worker_id, now=now)
+            params["now"] = now
+            head = prepared(conn, first_head(len(job_types), bindings)).first(conn, params)
+            if head is None:
+                return None
+            slot = dict(bindings).get(head.resource, head.resource)
+            return self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
         self._dispatch_lock(conn, exclusive=False)
         state = prepared(conn, dispatch_state(bindings)).all(conn, {"now": now})
         if not state or state[0].reserved:

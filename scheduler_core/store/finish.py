@@ -47,20 +47,21 @@ class FinishStore(StoreBase):
     def finish(self, conn: Connection, claim: Claim, outcome: Outcome, *, now: datetime) -> Finish:
         """Close a RUNNING run and its job, then apply the retry and group rules."""
         job_status = JobStatus(outcome.status.value)
-        run_row = prepared(conn, Hot.finish_run).first(
-            conn,
-            {
-                "b_run_id": claim.run.run_id,
-                "b_status": outcome.status.value,
-                "b_now": now,
-                "b_exit_code": outcome.exit_code,
-                "b_error": outcome.error,
-                "b_artifacts": list(outcome.artifacts),
-            },
-        )
-        ended = prepared(conn, Hot.finish_job).rowcount(
-            conn, {"b_job_id": claim.job.job_id, "b_status": job_status.value, "b_now": now}
-        )
+        params = {
+            "b_run_id": claim.run.run_id,
+            "b_job_id": claim.job.job_id,
+            "b_status": outcome.status.value,
+            "b_now": now,
+            "b_exit_code": outcome.exit_code,
+            "b_error": outcome.error,
+            "b_artifacts": list(outcome.artifacts),
+        }
+        if self.is_postgres:
+            run_row = prepared(conn, Hot.finish_run_and_job).first(conn, params)
+            ended = 1
+        else:
+            run_row = prepared(conn, Hot.finish_run).first(conn, params)
+            ended = prepared(conn, Hot.finish_job).rowcount(conn, params)
         if run_row is None or ended != 1:
             raise StaleStateError(
                 f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "

@@ -79,8 +79,10 @@ def dispatch_order(table: Any = J) -> list[Any]:
     return [columns[name].desc() if desc else columns[name] for name, desc in DISPATCH_ORDER]
 
 
-# Literal, not a bound value: SQLite uses a partial index only for a literal condition.
+# Literal, not a bound value: SQLite uses a partial index only for a literal condition,
+# and seeks the dispatch index for the head about eight times faster with one.
 IS_RUNNING = J.c.status == sa.literal_column(f"'{RUNNING}'")
+IS_QUEUED = J.c.status == sa.literal_column(f"'{QUEUED}'")
 
 
 def running(slot: Any) -> sa.Select[Any]:
@@ -167,6 +169,12 @@ class Hot:
         .where(J.c.job_id == _P("b_job_id"), J.c.status == RUNNING)
         .values(status=_P("b_status"), finished_at=_P("b_now"))
     )
+    # PostgreSQL: both ends in one round trip; the run is closed only if its job was.
+    finish_run_and_job = finish_run.where(
+        sa.exists(
+            sa.select(sa.literal(1)).select_from(finish_job.returning(J.c.job_id).cte("ended"))
+        )
+    )
 
 
 def type_params(job_types: Any) -> dict[str, Any]:
@@ -180,7 +188,7 @@ def eligible(n_types: int) -> sa.Select[Any]:
     return (
         sa.select(J)
         .where(
-            J.c.status == QUEUED,
+            IS_QUEUED,
             NOT_HELD,
             J.c.job_type.in_([_P(f"t{i}") for i in range(n_types)]),
             sa.or_(J.c.not_before.is_(None), J.c.not_before <= _P("now")),
@@ -197,13 +205,14 @@ def head_skip_locked(n_types: int) -> sa.Select[Any]:
 
 
 @functools.cache
-def claim_first(n_types: int, bindings: Bindings = ()) -> sa.Update:
-    """SQLite: the whole claim in one statement (the write lock is already held).
+def first_head(n_types: int, bindings: Bindings = ()) -> sa.Select[Any]:
+    """SQLite (under the write lock the transaction took): the first job, in dispatch
+    order, among the heads of every resource class whose slot (for this worker's
+    `bindings`) has room, unless a direct reservation pauses the queue; its id and
+    resource. Each head is an index seek, so the cost does not grow with the queue.
 
-    Start the first job, in dispatch order, among the heads of every resource class
-    whose slot (for this worker's `bindings`) has room, unless a direct reservation
-    pauses the queue. Each head is an index seek, so the cost does not grow with the
-    queue.
+    A select and an update by id (Hot.start_job) cost about half of one UPDATE with
+    this select as its subquery, as SQLite runs it.
     """
     head_id = (
         eligible(n_types)
@@ -214,8 +223,8 @@ def claim_first(n_types: int, bindings: Bindings = ()) -> sa.Update:
     )
     busy = running(slot_of(RC.c.name, bindings)).correlate(RC).scalar_subquery()
     head = J.alias("head")
-    best = (
-        sa.select(head.c.job_id)
+    return (
+        sa.select(head.c.job_id, head.c.resource)
         .select_from(RC.join(head, head.c.job_id == head_id))
         .where(
             sa.or_(RC.c.limit.is_(None), busy < RC.c.limit),  # rules/resources.has_room
@@ -223,16 +232,4 @@ def claim_first(n_types: int, bindings: Bindings = ()) -> sa.Update:
         )
         .order_by(*dispatch_order(head))
         .limit(1)
-        .scalar_subquery()
-    )
-    return (
-        sa.update(J)
-        .where(J.c.job_id == best, J.c.status == QUEUED)
-        .values(
-            status=RUNNING,
-            started_at=_P("b_now"),
-            worker_id=_P("b_worker_id"),
-            slot=slot_of(J.c.resource, bindings),
-        )
-        .returning(*J.c)
     )

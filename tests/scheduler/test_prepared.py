@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite
 from scheduler_core import Job, JobGroup, JobRun, SchedulerService
 from scheduler_core.columns import UTCDateTime
 from scheduler_core.prepared import Prepared, prepared
-from scheduler_core.store.hot import claim_first
+from scheduler_core.store.hot import first_head
 from scheduler_core.store.rows import group as _group
 from scheduler_core.store.rows import job as _job
 from scheduler_core.store.rows import run as _run
@@ -122,15 +122,8 @@ def test_the_sqlite_claim_seeks_the_dispatch_index_whatever_the_queue(tmp_path: 
         svc.enqueue_jobs([{"job_type": "noop"}] * 2000)
 
         def plan(conn: sa.Connection) -> list[str]:
-            claim = prepared(conn, claim_first(1))
-            args = claim._parameters(
-                {
-                    "t0": "noop",
-                    "now": datetime.now(UTC),
-                    "b_now": datetime.now(UTC),
-                    "b_worker_id": "w",
-                }
-            )
+            claim = prepared(conn, first_head(1))
+            args = claim._parameters({"t0": "noop", "now": datetime.now(UTC)})
             rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {claim.sql}", tuple(args))
             return [row[3] for row in rows]
 
