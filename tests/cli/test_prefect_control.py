@@ -348,10 +348,14 @@ def test_retry_from_prefect_and_an_automation_on_a_partial_group(
         group, (_, bad) = svc.create_job_group(
             [
                 {"job_type": "story", "params": story("fine", out)},
-                {"job_type": "story", "params": story("x", out, length=10), "max_retries": 0},
+                {
+                    "job_type": "story",
+                    "params": story("x", out, model="openai/echokey-401-m"),  # a refused key
+                    "max_retries": 0,
+                },
             ],
             name=f"nightly {pool}",
-        )  # fmt: skip
+        )
         worker.start()
         wait_for(
             lambda: worker.alive() and svc.get_job_group(group.group_id or 0).status.is_terminal,

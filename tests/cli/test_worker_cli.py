@@ -116,7 +116,8 @@ def test_running_work_through_the_cli(
     direct = cli.start(
         [
             ["run", "story", "theme=a quiet harbour", "length=120", f"output_dir={out}", "--json"],
-            ["run", "story", "theme=too short", "length=10", f"output_dir={out}"],
+            # Valid input the model refuses: the run fails (input errors never reach a run).
+            ["run", "story", "theme=locked out", "model=openai/echokey-401-m", f"output_dir={out}"],
         ]
     )
     llm.control(hold=False)
@@ -131,7 +132,7 @@ def test_running_work_through_the_cli(
     assert job.origin.value == "direct" and job.status == JobStatus.COMPLETED
     assert ok.stderr == ""
     assert failed.code == 1, failed
-    assert "FAILED" in failed.stdout.splitlines()[0] and "length must be between" in failed.stdout
+    assert "FAILED" in failed.stdout.splitlines()[0] and "rejected the API key" in failed.stdout
     assert failed.stderr == ""
 
     unknown, malformed = refused_early.results()
