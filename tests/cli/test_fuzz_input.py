@@ -240,6 +240,8 @@ def schema(setup_svc: SchedulerService) -> SchedulerService:
     return setup_svc
 
 
+# The CLI's checks are the API's (the API corpus below runs on both backends).
+@pytest.mark.sqlite_only
 def test_every_malformed_command_is_refused_with_one_line_and_writes_nothing(
     schema: SchedulerService, db_url: str, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
@@ -159,6 +160,7 @@ def test_webhook_deliveries_and_redelivery(
     assert unknown.code == 2 and unknown.error == "error: webhook delivery 999 does not exist"
 
 
+@pytest.mark.sqlite_only  # how the CLI reads a secret; nothing of the backend
 def test_secret_sources(cli: CLI, setup_svc: SchedulerService, tmp_path: Path) -> None:
     """--secret-file, --secret-env and --secret - (stdin) store the secret as given,
     without printing it; --secret VALUE still works."""
@@ -194,6 +196,7 @@ def test_secret_sources(cli: CLI, setup_svc: SchedulerService, tmp_path: Path) -
     }
 
 
+@pytest.mark.sqlite_only  # refused before the database is opened
 def test_refused_input_writes_nothing(
     cli: CLI, setup_svc: SchedulerService, tmp_path: Path
 ) -> None:

@@ -253,7 +253,7 @@ def test_PIPE_03_mixed_load_keeps_one_ollama_workload(
 def test_one_ollama_workload_per_ollama_server_across_workers(
     pipelines: SchedulerService, workers: Workers, llm: LLMServerProcess, db_url: str
 ) -> None:
-    """Two Ollama servers, three workers (two call server A, one server B), 20 Ollama
+    """Two Ollama servers, three workers (two call server A, one server B), 8 Ollama
     jobs: each server serves one job at a time, and both serve at the same time."""
     svc = pipelines
     with LLMServerProcess() as server_b:
@@ -264,7 +264,7 @@ def test_one_ollama_workload_per_ollama_server_across_workers(
             server.control(hold=True, delay_per_token=0.002)
         jobs = [
             svc.enqueue_job("story", {"theme": f"tale {i}", "length": 60, "model": OLLAMA_MODEL})
-            for i in range(20)
+            for i in range(8)
         ]
         for host in (llm.base_url, llm.base_url, server_b.base_url):
             workers.start(OLLAMA_HOST=host)
@@ -292,16 +292,16 @@ def test_one_ollama_workload_per_ollama_server_across_workers(
         wait_for(
             lambda: all(status_of(svc, j.job_id).is_terminal for j in jobs),
             timeout=240,
-            what="all 20 jobs",
+            what="all 8 jobs",
         )
         ended = [svc.get_job(j.job_id or 0) for j in jobs]
-        assert [j.status for j in ended] == [JobStatus.COMPLETED] * 20, [
+        assert [j.status for j in ended] == [JobStatus.COMPLETED] * 8, [
             (j.job_id, j.status) for j in ended
         ]
         served = {name: server.stats() for name, server in servers.items()}
     for name, stats in served.items():
         assert stats["max_concurrent_ollama"] == 1, (name, stats["max_concurrent_ollama"])
-    assert sum(len(s["requests"]) for s in served.values()) == 20
+    assert sum(len(s["requests"]) for s in served.values()) == 8
     assert all(len(s["requests"]) >= 1 for s in served.values())
     assert {j.slot for j in ended} == server_slots
 
