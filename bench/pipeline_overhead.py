@@ -91,11 +91,30 @@ def _run_group(svc: SchedulerService, jobs: list[dict[str, Any]]) -> float:
     return seconds
 
 
+@contextmanager
+def output_roots(root: Path) -> Iterator[None]:
+    """Allow outputs under the bench's own directory, as an operator would
+    (LLMSCHED_OUTPUT_ROOTS), for the flows this process runs."""
+    previous = os.environ.get("LLMSCHED_OUTPUT_ROOTS")
+    os.environ["LLMSCHED_OUTPUT_ROOTS"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["LLMSCHED_OUTPUT_ROOTS"]
+        else:
+            os.environ["LLMSCHED_OUTPUT_ROOTS"] = previous
+
+
 def run(ctx: Context) -> list[Result]:
     n = ctx.sizes.pipeline_jobs
     ctx.prefect.url()
     bare_loop = asyncio.new_event_loop()  # not the executor's: its clients are ours
-    with ctx.backend.database() as db, counting_503s() as retried:
+    with (
+        ctx.backend.database() as db,
+        counting_503s() as retried,
+        output_roots(db.home),
+    ):
         out = db.home / "out"
         svc = db.open_service()
         install_pipelines(svc)
