@@ -113,9 +113,18 @@ class Dispatching:
         """Run `claim`, then, while `more()`, the next job claimed in the transaction that
         records the previous one's end: one write per job and no hand-off between
         threads while work is queued (the worker loop's slots)."""
-        next_claim: Claim | None = claim
-        while next_claim is not None:
-            next_claim = self._execute_claim(next_claim, until=until, more=more)[1]
+        current: Claim | None = claim
+        while current is not None:
+            running = current
+            try:
+                current = self._execute_claim(running, until=until, more=more)[1]
+            except Exception:  # a bug: logged with the job it hit; the slot goes idle
+                log.exception(
+                    "action=execute_failed job_id=%s run_id=%s",
+                    running.job.job_id,
+                    running.run.run_id,
+                )
+                return
 
     def _execute_claim(
         self, claim: Claim, *, until: threading.Event | None, more: Callable[[], bool] | None

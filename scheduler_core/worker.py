@@ -149,10 +149,6 @@ class WorkerLoop:
             self.service.run_claims(claim, until=self._abandon, more=self._may_claim)
         except JobInterrupted:
             pass  # handed back to the queue by execute_claim
-        except Exception:
-            log.exception(
-                "action=execute_failed job_id=%s run_id=%s", claim.job.job_id, claim.run.run_id
-            )
         finally:
             with self._idle:
                 self._job_threads.discard(threading.get_ident())
