@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from scheduler_core import references
 from scheduler_core.combining import Combiner
 from scheduler_core.deadlines import DeadlineExceeded, Watchdog, deadline_error
 from scheduler_core.errors import (
@@ -178,9 +179,11 @@ class Dispatching:
         return (late if state == "fired" else outcome), None
 
     def _run_executor(self, claim: Claim, job_type: JobType, seconds: float) -> Outcome:
-        ctx = ExecutionContext(
-            job=claim.job, run=claim.run, callbacks=self.runs, timeout_seconds=seconds
-        )
+        # A group member's references to earlier members' outputs (references.py).
+        job, problem = references.at_start(claim, job_type)
+        if problem is not None:
+            return Outcome(status=JobRunStatus.FAILED, error=problem, exit_code=1)
+        ctx = ExecutionContext(job=job, run=claim.run, callbacks=self.runs, timeout_seconds=seconds)
         log.info(
             "action=start job_id=%s run_id=%s type=%s attempt=%s resource=%s",
             claim.job.job_id,

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from scheduler_core import keys
+from scheduler_core import keys, references
 from scheduler_core.availability import Availability
 from scheduler_core.cancellation import Cancellations
 from scheduler_core.database import Database, create_engine, create_schema
@@ -313,6 +313,8 @@ class SchedulerService(DirectExecution, Dispatching):
     ) -> tuple[JobGroup, list[Job]]:
         """Queue members that run strictly one after another and stop on failure.
 
+        A member may have a `name`; a later member's params may use its outputs as
+        ``{"$outputs": "<name>"}``, resolved when that member starts (references.py).
         `key`: an idempotency key, as for enqueue_job: the group queued with it before
         is returned with its members, and nothing is written."""
         check_text(name, name="group name", limit=256)
@@ -324,7 +326,7 @@ class SchedulerService(DirectExecution, Dispatching):
             )
         specs = [
             replace(spec, origin=member_origin)
-            for spec in self.specs.from_list(jobs, what="create_job_group")
+            for spec in self.specs.from_list(jobs, what="create_job_group", group=True)
         ]
         (group, members), created = keys.submit_once(
             key,
@@ -339,10 +341,13 @@ class SchedulerService(DirectExecution, Dispatching):
         return group, members
 
     def update_job_params(self, job_id: int, params: Mapping[str, Any]) -> Job:
-        """Change a QUEUED job's params; refused once it left QUEUED (INV-001)."""
+        """Change a QUEUED job's params; refused once it left QUEUED (INV-001). A group
+        member's references to earlier members' outputs are given as the job shows them,
+        with their member's index (references.py)."""
         check_id(job_id, name="job_id", high=self.max_id)
         job = self.get_job(job_id)
-        spec = self.specs.build(job.job_type, params, priority=job.priority)
+        members = None if job.sequence is None else references.Members(None, job.sequence)
+        spec = self.specs.build(job.job_type, params, priority=job.priority, members=members)
         return self.db.write(
             lambda c: self.store.update_params(c, job_id, spec.params, resource=spec.resource)
         )

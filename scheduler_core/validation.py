@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from scheduler_core import references
 from scheduler_core.deadlines import check_timeout
 from scheduler_core.errors import (
     InvalidIdError,
@@ -64,18 +65,25 @@ class SpecBuilder:
         position: int | None = None,
         not_before: datetime | None = None,
         timeout_seconds: float | None = None,
+        members: references.Members | None = None,
     ) -> JobSpec:
+        """`members`: for a group member, what its references to earlier members' outputs
+        may name (references.py); without it params may hold none."""
         jt = self.registry.get(job_type)
         params = check_params(params, job_type)
+        seen = params
+        if references.holds(params):  # validators see a placeholder for each reference
+            params = references.link(params, members)
+            seen = references.with_placeholders(params)
         job_origin = check_origin(origin)
         if not_before is not None and not isinstance(not_before, datetime):
             raise InvalidJobError(
                 f"not_before must be a timezone-aware datetime, got {shown(not_before)}"
             )
         if jt.validate is not None:
-            _checked(jt.validate, params, f"params for job type {job_type!r} are invalid")
+            _checked(jt.validate, seen, f"params for job type {job_type!r} are invalid")
         resource = _checked(
-            jt.resource_for, params, f"cannot tell the resource class of this {job_type!r} job"
+            jt.resource_for, seen, f"cannot tell the resource class of this {job_type!r} job"
         )
         check_priority(priority)
         retries = self.default_max_retries if max_retries is None else max_retries
@@ -98,18 +106,22 @@ class SpecBuilder:
             ),
         )
 
-    def from_mapping(self, item: Mapping[str, Any], *, index: int) -> JobSpec:
-        """One entry of `enqueue_jobs` / `create_job_group`'s list."""
+    def from_mapping(
+        self, item: Mapping[str, Any], *, index: int, names: Mapping[str, int] | None = None
+    ) -> JobSpec:
+        """One entry of `enqueue_jobs` / `create_job_group`'s list; `names`: a group's
+        named members (references.names_of), whose entries may have a `name`."""
         if not isinstance(item, Mapping) or "job_type" not in item:
             raise InvalidJobError(
                 f"job #{index} must be a mapping with at least 'job_type' (and 'params'), "
                 f"got {shown(item)}"
             )
-        unknown = [k for k in item if k not in MAPPING_KEYS]
+        allowed = MAPPING_KEYS if names is None else MAPPING_KEYS | {"name"}
+        unknown = [k for k in item if k not in allowed]
         if unknown:
             raise InvalidJobError(
                 f"job #{index} has unknown keys {shown(sorted(map(str, unknown)))}; "
-                f"allowed: {sorted(MAPPING_KEYS)}"
+                f"allowed: {sorted(allowed)}"
             )
         try:
             return self.build(
@@ -120,13 +132,17 @@ class SpecBuilder:
                 not_before=item.get("not_before"),
                 position=item.get("position"),
                 timeout_seconds=item.get("timeout_seconds"),
+                members=None if names is None else references.Members(names, index),
             )
         except InvalidJobError as exc:
             raise member_error(exc, index) from None
 
-    def from_list(self, jobs: Any, *, what: str) -> list[JobSpec]:
-        """Every entry of a list of job mappings, refused as a whole at the first bad one."""
-        return [self.from_mapping(j, index=i) for i, j in enumerate(check_job_list(jobs, what))]
+    def from_list(self, jobs: Any, *, what: str, group: bool = False) -> list[JobSpec]:
+        """Every entry of a list of job mappings, refused as a whole at the first bad one;
+        a `group`'s entries may be named and use earlier entries' outputs (references.py)."""
+        items = check_job_list(jobs, what)
+        names = references.names_of(items) if group else None
+        return [self.from_mapping(j, index=i, names=names) for i, j in enumerate(items)]
 
 
 def member_error(exc: InvalidJobError, index: int) -> InvalidJobError:

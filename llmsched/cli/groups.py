@@ -39,7 +39,9 @@ group_app = typer.Typer(
 app.add_typer(group_app, rich_help_panel="Groups")
 
 FILE_KEYS = {"name", "jobs"}
-JOB_KEYS = {"job_type", "params", "priority", "max_retries"}
+JOB_KEYS = {"job_type", "params", "priority", "max_retries", "name"}
+"""`name`: a label a later member's params use as {"$outputs": name}, the list of paths
+this member's completed run returned (scheduler_core/references.py)."""
 MAX_FILE_BYTES = 16 * 1024 * 1024
 """A group file's size limit (16 MiB): room for 50,000 jobs with modest params."""
 MAX_FILE_DEPTH = 36
@@ -203,7 +205,8 @@ def group_submit(
     """Queue a job group from a file.
 
     The file: {name: nightly, jobs: [{job_type: story, params: {theme: tides},
-    priority: 0}, ...]}. JSON: {"group": {...}, "jobs": [{...}, ...]}.
+    priority: 0}, ...]}. A member named `name: card` passes its outputs to a later
+    member's params as {"$outputs": card}. JSON: {"group": {...}, "jobs": [{...}, ...]}.
     """
     from scheduler_core.errors import DatabaseUnavailableError, NotFoundError, SchedulerError
     from scheduler_core.representation import group_to_dict, job_to_dict

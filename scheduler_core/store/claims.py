@@ -49,6 +49,8 @@ class ClaimsStore(StoreBase):
 
         def active_reservations(self, conn: Connection, *, now: datetime) -> list[Reservation]: ...
 
+        def params_at_start(self, conn: Connection, job: Job) -> dict[str, Any]: ...
+
     def claim_next(
         self,
         conn: Connection,
@@ -136,7 +138,8 @@ class ClaimsStore(StoreBase):
             "status": JobRunStatus.RUNNING.value,
             "started_at": now,
             "worker_id": worker_id,
-            "params_snapshot": dict(job.params),
+            # With earlier members' outputs in place of references (store/groups.py).
+            "params_snapshot": self.params_at_start(conn, job),
             "artifacts": [],
             "log_path": self.log_path_for(job),
         }

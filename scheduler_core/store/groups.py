@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from scheduler_core import references
 from scheduler_core.errors import GroupNotFoundError
 from scheduler_core.rules import groups
 from scheduler_core.rules.groups import GroupStep
@@ -33,6 +34,8 @@ class GroupsStore(StoreBase):
             group_id: int | None = None,
             now: datetime | None = None,
         ) -> list[Job]: ...
+
+        def get_job(self, conn: Connection, job_id: int) -> Job: ...
 
     def insert_group(
         self,
@@ -77,6 +80,38 @@ class GroupsStore(StoreBase):
         if row is None:
             raise GroupNotFoundError(f"job group {group_id} does not exist")
         return rows.group(row)
+
+    def params_at_start(self, conn: Connection, job: Job) -> dict[str, Any]:
+        """The params `job` starts with (its run's snapshot): each reference to an earlier
+        member's outputs replaced by that member's last COMPLETED run's artifacts, across
+        its retries (references.py). A reference whose member has none stays in place."""
+        params = dict(job.params)
+        if job.group_id is None and job.retry_of is None:  # only members hold references
+            return params
+        wanted = references.wanted(params)
+        if not wanted:
+            return params
+        group_id = job.group_id
+        origin = job
+        while group_id is None and origin.retry_of is not None:  # a manual retry's group
+            origin = self.get_job(conn, origin.retry_of)
+            group_id = origin.group_id
+        outputs: dict[int, list[str]] = {}
+        for member in sorted(wanted):
+            found = conn.execute(
+                sa.select(R.c.artifacts)
+                .select_from(R.join(J, R.c.job_id == J.c.job_id))
+                .where(
+                    J.c.group_id == group_id,
+                    J.c.sequence == member,
+                    R.c.status == JobRunStatus.COMPLETED.value,
+                )
+                .order_by(R.c.run_id.desc())
+                .limit(1)
+            ).first()
+            if found is not None:
+                outputs[member] = list(found.artifacts)
+        return references.resolve(params, outputs)
 
     def member_ended(
         self, conn: Connection, job: Job, *, group: JobGroup, retry: Job | None, now: datetime
