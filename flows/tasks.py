@@ -66,6 +66,7 @@ async def call_model(
     json_mode: bool = False,
     max_tokens: int | None = None,
     ollama_host: str | None = None,
+    temperature: float | None = None,
 ) -> Completion:
     """One completion; a local Ollama model is only called while holding its server's slot
     (`ollama_host`, if the operator allows it, else the worker's OLLAMA_HOST)."""
@@ -80,7 +81,12 @@ async def call_model(
     base_url = ollama_base_url(ollama_host) if server else None
     async with slot:
         completion = await acomplete(
-            model, messages, json_mode=json_mode, max_tokens=max_tokens, base_url=base_url
+            model,
+            messages,
+            json_mode=json_mode,
+            max_tokens=max_tokens,
+            base_url=base_url,
+            temperature=temperature,
         )
     logger.info(
         "%s/%s answered in %.2fs: %s input tokens, %s output tokens, finish %s",

@@ -35,7 +35,8 @@ async def acomplete(
     whole call may take, default `LLMSCHED_LLM_CALL_TIMEOUT_SECONDS` or 600);
     `max_response_bytes` (body bytes read before the call fails, default
     `LLMSCHED_LLM_MAX_RESPONSE_BYTES` or 4 MiB); `on_token` (called with each text piece as it
-    arrives); `base_url` (the server to call, instead of the provider's environment variable).
+    arrives); `base_url` (the server to call, instead of the provider's environment variable);
+    `temperature` (0 to 2, Anthropic 0 to 1; None sends none, so the server's default holds).
     """
     spec = resolve_model(model)
     if options.get("json_mode"):

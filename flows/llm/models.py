@@ -34,6 +34,9 @@ CHARS_PER_TOKEN = 16
 """The most characters a reply may average per token before it counts as over `max_tokens`.
 Real tokens average about 4, so this only catches a server that ignores the limit."""
 
+MAX_TEMPERATURE = 2.0
+"""The widest range any provider accepts (OpenAI's); Anthropic's ends at 1."""
+
 _N = TypeVar("_N", int, float)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -81,6 +84,7 @@ class CompletionOptions(TypedDict, total=False):
     max_response_bytes: int
     on_token: TokenCallback | None
     base_url: str | None
+    temperature: float | None
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ class CompletionRequest:
     """One call. `timeout`: seconds the server may stay silent; `call_timeout`: seconds the
     whole call may take; `max_response_bytes`: body bytes read before the call fails;
     `max_tokens`: sent to the server and enforced on the reply (see `StreamState`);
-    `base_url`: the server to call instead of the provider's configured one."""
+    `base_url`: the server to call instead of the provider's configured one; `temperature`:
+    sampling temperature, 0 to 2 (None: the server's default, and nothing is sent)."""
 
     spec: ModelSpec
     messages: Sequence[Message]
@@ -99,12 +104,17 @@ class CompletionRequest:
     max_response_bytes: int = field(default_factory=default_max_response_bytes)
     on_token: TokenCallback | None = None
     base_url: str | None = None
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "call_timeout", "max_response_bytes", "max_tokens"):
             value = getattr(self, name)
             if value is not None and not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.temperature is not None and not (0 <= self.temperature <= MAX_TEMPERATURE):
+            raise ValueError(
+                f"temperature must be between 0 and {MAX_TEMPERATURE:g}, got {self.temperature!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from flows.llm.models import Message
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
-_JSON_KEY = re.compile(r'"([A-Za-z_]\w*)"\s*:\s*(\S)?')
+_JSON_KEY = re.compile(r'"([A-Za-z_]\w*)"\s*:\s*(\S{0,2})')
+_LENGTH = re.compile(r"\babout (\d{1,6}) (words|characters)\b")
+WORDS_PER_PARAGRAPH = 34
+"""About what one paragraph of `reply_text` holds (four sentences)."""
+CHARS_PER_WORD = 6
+MAX_PARAGRAPHS = 150
 _CHUNK = re.compile(r"(?:\S+\s*){1,4}")
 _STOPWORDS = frozenset(
     {"the", "and", "for", "with", "that", "this", "from", "into", "your", "you", "are", "was"}
@@ -50,9 +55,13 @@ def reply(messages: Sequence[Message], *, as_json: bool) -> str:
     return reply_json(messages) if as_json else reply_text(messages)
 
 
-def reply_text(messages: Sequence[Message], *, paragraphs: int = 3) -> str:
+def reply_text(messages: Sequence[Message], *, paragraphs: int | None = None) -> str:
+    """Paragraphs on the last user prompt's words, as many as a system prompt's "about N
+    words" (or characters) asks for, else 3; seeded by the whole conversation, so a change
+    anywhere in the prompt (a story's structure, say) changes the text."""
     prompt = _last_user_prompt(messages)
-    words, rng = _keywords(prompt), _rng(prompt)
+    words, rng = _keywords(prompt), _rng(_conversation(messages))
+    paragraphs = paragraphs or _paragraphs_asked(messages)
     return "\n\n".join(
         " ".join(
             _fill(rng, template, words)
@@ -68,17 +77,22 @@ def reply_text(messages: Sequence[Message], *, paragraphs: int = 3) -> str:
 
 
 def reply_json(messages: Sequence[Message]) -> str:
-    """Fill the keys the prompt shows (`"title": ...`), or a generic outline if it shows none."""
+    """Fill the keys the prompt shows (`"title": ...`), or a generic outline if it shows none:
+    a list shown empty (`[]`) stays empty, a boolean keeps the value shown."""
     prompt = _last_user_prompt(messages)
     shown = dict(_JSON_KEY.findall("\n".join(_content(m) for m in messages)))
     words, rng = _keywords(prompt, exclude=shown.keys()), _rng(prompt)
     keys = shown or {"title": '"', "summary": '"', "points": "["}
     obj: dict[str, object] = {}
     for key, marker in keys.items():
-        if marker == "[":
+        if marker.startswith("[]"):
+            obj[key] = []
+        elif marker.startswith("["):
             obj[key] = [_fill(rng, rng.choice(_MIDDLES), words) for _ in range(3)]
-        elif marker.isdigit():
+        elif marker[:1].isdigit():
             obj[key] = rng.randint(1, 10)
+        elif marker[:1] in ("t", "f"):
+            obj[key] = marker.startswith("t")
         elif "title" in key or "name" in key:
             obj[key] = " ".join(words[:3]).title()
         else:
@@ -98,6 +112,22 @@ def count_tokens(text: str) -> int:
 def _content(message: Message) -> str:
     content = message.get("content", "")
     return content if isinstance(content, str) else json.dumps(content)
+
+
+def _conversation(messages: Sequence[Message]) -> str:
+    """The whole prompt as every protocol carries it: Anthropic's wire joins the system
+    messages into one field, so they are joined the same way here."""
+    system = "\n\n".join(_content(m) for m in messages if m.get("role") == "system")
+    rest = (f"{m.get('role')}: {_content(m)}" for m in messages if m.get("role") != "system")
+    return "\x00".join([system, *rest])
+
+
+def _paragraphs_asked(messages: Sequence[Message]) -> int:
+    system = "\n".join(_content(m) for m in messages if m.get("role") == "system")
+    if not (asked := _LENGTH.search(system)):
+        return 3
+    words = int(asked.group(1)) // (CHARS_PER_WORD if asked.group(2) == "characters" else 1)
+    return max(2, min(MAX_PARAGRAPHS, round(words / WORDS_PER_PARAGRAPH)))
 
 
 def _last_user_prompt(messages: Sequence[Message]) -> str:

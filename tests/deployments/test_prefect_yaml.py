@@ -153,7 +153,7 @@ def rename_pipeline_parameter(p: dict[str, Any]) -> None:
 
 
 def add_unknown_pipeline_parameter(p: dict[str, Any]) -> None:
-    p["jobs"][-1]["params"]["temperature"] = 0.2
+    p["jobs"][-1]["params"]["top_k"] = 40
 
 
 def unknown_job_type(p: dict[str, Any]) -> None:

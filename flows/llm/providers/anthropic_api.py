@@ -28,6 +28,7 @@ class AnthropicProvider(HTTPProvider):
     base_url_env = "ANTHROPIC_BASE_URL"
     key_env = "ANTHROPIC_API_KEY"
     secret_block = "anthropic-api-key"
+    max_temperature = 1.0
 
     def base_url(self) -> str:
         return (os.environ.get(self.base_url_env) or DEFAULT_BASE_URL).rstrip("/")
@@ -46,6 +47,8 @@ class AnthropicProvider(HTTPProvider):
         }
         if system:
             body["system"] = "\n\n".join(system)
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         return WireRequest(
             url=f"{base_url}/v1/messages",
             body=body,

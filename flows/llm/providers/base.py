@@ -29,6 +29,7 @@ from flows.llm.models import (
     CHARS_PER_TOKEN,
     DEFAULT_CALL_TIMEOUT,
     MAX_RESPONSE_BYTES_ENV,
+    MAX_TEMPERATURE,
     Completion,
     CompletionRequest,
     Resource,
@@ -56,6 +57,16 @@ ERROR_DETAIL_LIMIT = 1024
 class Provider(ABC):
     name: ClassVar[str]
     resource: ClassVar[Resource]
+    max_temperature: ClassVar[float] = MAX_TEMPERATURE
+    """The highest `temperature` the API accepts; a higher one fails before any request."""
+
+    def check_temperature(self, temperature: float | None) -> None:
+        if temperature is not None and temperature > self.max_temperature:
+            raise ValueError(
+                f"temperature {temperature:g} is above {self.max_temperature:g}, the most "
+                f"{self.name} models accept: pass a temperature between 0 and "
+                f"{self.max_temperature:g}, such as 0.7"
+            )
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion: ...
@@ -164,6 +175,7 @@ class HTTPProvider(Provider):
         return request.max_tokens
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        self.check_temperature(request.temperature)
         base_url = request.base_url or self.base_url()
         where = base_url
         state = StreamState(on_token=request.on_token, max_tokens=self.token_limit(request))

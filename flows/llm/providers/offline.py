@@ -12,7 +12,8 @@ class OfflineProvider(Provider):
     resource = "local"
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        """The reply in streaming pieces, held to `max_tokens` as a server's reply is."""
+        """The reply in streaming pieces, held to `max_tokens` as a server's reply is; the
+        reply is a pure function of the prompt, so `temperature` is ignored."""
         messages = request.messages
         as_json = request.json_mode or synthesis.wants_json(messages)
         text = synthesis.reply(messages, as_json=as_json)

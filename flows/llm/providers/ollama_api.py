@@ -58,8 +58,13 @@ class OllamaProvider(HTTPProvider):
         }
         if request.json_mode:
             body["format"] = "json"
+        options: dict[str, Any] = {}
         if request.max_tokens is not None:
-            body["options"] = {"num_predict": request.max_tokens}
+            options["num_predict"] = request.max_tokens
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if options:
+            body["options"] = options
         return WireRequest(url=f"{base_url}/api/chat", body=body)
 
     def handle(self, event: WireEvent, state: StreamState) -> None:

@@ -41,6 +41,8 @@ class OpenAIProvider(HTTPProvider):
             body["response_format"] = {"type": "json_object"}
         if request.max_tokens is not None:
             body["max_completion_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         return WireRequest(
             url=f"{base_url}/chat/completions",
             body=body,
