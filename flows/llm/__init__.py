@@ -2,6 +2,7 @@
 `provider/model` string, streaming over httpx, failing with `LLMError`s that say what to fix."""
 
 from flows.llm.client import acomplete, complete, resolve_model
+from flows.llm.embeddings import Embeddings, aembed, embed
 from flows.llm.errors import (
     AuthenticationError,
     LLMConnectionError,
@@ -15,6 +16,7 @@ from flows.llm.models import Completion, Message, ModelSpec, Resource, TokenCall
 __all__ = [
     "AuthenticationError",
     "Completion",
+    "Embeddings",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
@@ -25,6 +27,8 @@ __all__ = [
     "TokenCallback",
     "UnknownModelError",
     "acomplete",
+    "aembed",
     "complete",
+    "embed",
     "resolve_model",
 ]

@@ -1,4 +1,5 @@
-"""The ASGI app: the three protocols plus the `/_control` and `/_stats` test hooks."""
+"""The ASGI app: the three protocols and their embedding endpoints, plus the `/_control` and
+`/_stats` test hooks."""
 
 from __future__ import annotations
 
@@ -9,18 +10,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.llm_server import anthropic_wire, ollama_wire, openai_wire
+from tests.llm_server import anthropic_wire, embeddings, ollama_wire, openai_wire
 from tests.llm_server.state import ServerState
+
+OLLAMA_WORK = frozenset({"/api/chat", "/api/embed"})
 
 
 class OllamaInFlight:
-    """Counts an Ollama chat as in flight until its last byte is sent, streamed or not."""
+    """Counts an Ollama chat or embedding call as in flight until its last byte is sent,
+    streamed or not: the server runs one workload at a time, whichever kind."""
 
     def __init__(self, app: ASGIApp, *, state: ServerState) -> None:
         self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/api/chat":
+        if scope["type"] == "http" and scope["path"] in OLLAMA_WORK:
             with self.state.ollama_in_flight():
                 await self.app(scope, receive, send)
         else:
@@ -45,6 +49,7 @@ def create_app() -> Starlette:
             *ollama_wire.routes(),
             *openai_wire.routes(),
             *anthropic_wire.routes(),
+            *embeddings.routes(),
             Route("/_control", _control, methods=["POST"]),
             Route("/_stats", _stats),
         ],
