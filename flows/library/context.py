@@ -1,0 +1,37 @@
+"""Which job, group and flow run the current code runs for: read from the Prefect flow run
+the executor started, whose tags name the job and its group (prefect_jobs.flow_run_tags),
+so that outputs and usage are linked to the run without passing ids through every task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    job_id: int | None = None
+    group_id: int | None = None
+    flow_run_id: str | None = None
+
+
+def run_context_from(flow_run_id: str | None, tags: Iterable[str]) -> RunContext:
+    """The context a flow run's id and `job:<id>` / `group:<id>` tags give."""
+    found: dict[str, int] = {}
+    for tag in tags:
+        name, sep, value = str(tag).partition(":")
+        if sep and name in ("job", "group") and value.isdigit() and name not in found:
+            found[name] = int(value)
+    return RunContext(
+        job_id=found.get("job"),
+        group_id=found.get("group"),
+        flow_run_id=str(flow_run_id) if flow_run_id else None,
+    )
+
+
+def current_run_context() -> RunContext:
+    """The current flow run's context; all None outside a flow run (a script, a test)."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return run_context_from(run_id, flow_run.tags if run_id else ())
