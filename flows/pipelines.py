@@ -16,6 +16,7 @@ import pydantic
 from prefect import Flow
 from prefect.exceptions import ParameterTypeError
 
+from flows.app_database import use_database
 from flows.executor import PrefectExecutor, install_prefect
 from flows.llm import resolve_model
 from flows.ollama_servers import OLLAMA_RESOURCE, named_server, ollama_slot_name
@@ -88,6 +89,8 @@ def install_pipelines(svc: SchedulerService) -> PrefectExecutor:
     server this process calls takes one job at a time (the `ollama` resource's cap, bound
     to the server's slot)."""
     executor = install_prefect(svc)
+    # Outputs, usage and the novelty index go to this scheduler's database (app_database.py).
+    use_database(svc.db.engine.url.render_as_string(hide_password=False))
     declare_resources(svc)
     svc.bind_resource(OLLAMA_RESOURCE, ollama_slot_name())
     for job_type, flow in PIPELINES.items():

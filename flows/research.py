@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
+from flows.accepting import accept, check_on_duplicate, compare, end_as_duplicate, rewrites
 from flows.cards import DRAFT_TEMPLATE, ResearchCard, invalid_json, parse_card
 from flows.llm import Completion, LLMResponseError, Message
 from flows.tasks import call_model, output_root, publish_artifact, require_text, write_output
@@ -27,12 +30,16 @@ def check_research_params(params: Mapping[str, Any]) -> None:
     """Enqueue-time check of params already cast to research_pipeline's signature: the
     run's own checks (build_research_prompt), so bad params never burn retries."""
     require_text(params["topic"], name="topic", example="tidal energy")
+    check_on_duplicate(params.get("on_duplicate", "skip"))
 
 
 @task(name="build-research-prompt", retries=0, cache_policy=NO_CACHE)
-def build_research_prompt(*, topic: str, tags: list[str] | None) -> ResearchRequest:
+def build_research_prompt(
+    *, topic: str, tags: list[str] | None, avoid: str | None = None
+) -> ResearchRequest:
     """Check the parameters, then ask for the card's JSON template; the topic and tags are
-    stamped on the card by the run, not left to the model."""
+    stamped on the card by the run, not left to the model. `avoid`: the title of an
+    earlier card this one came too close to (a rewrite of a near-duplicate)."""
     topic = require_text(topic, name="topic", example="tidal energy")
     clean_tags = list(dict.fromkeys(tag.strip() for tag in tags or [] if tag.strip()))
     filed_under = f" It will be filed under: {', '.join(clean_tags)}." if clean_tags else ""
@@ -42,6 +49,11 @@ def build_research_prompt(*, topic: str, tags: list[str] | None) -> ResearchRequ
         "Every list holds plain strings. Never invent sources: leave the list empty instead."
         f"{filed_under}"
     )
+    if avoid:
+        system += (
+            f" An earlier card, {avoid!r}, already covers this topic: take another angle, "
+            "with findings and questions it does not have."
+        )
     messages: list[Message] = [
         {"role": "system", "content": system},
         {"role": "user", "content": topic},
@@ -69,7 +81,8 @@ def save_card(card: ResearchCard, *, directory: Path) -> str:
     name="research-pipeline",
     flow_run_name="research: {topic}",
     retries=0,  # the scheduler owns retries
-    description="Ask an LLM for a structured research card on a topic and save it as JSON.",
+    description="Ask an LLM for a structured research card on a topic and save it as JSON "
+    "in the card library, unless it repeats an earlier card.",
 )
 async def research_pipeline(
     topic: str,
@@ -77,13 +90,54 @@ async def research_pipeline(
     model: str = "offline/research-analyst",
     output_dir: str | None = None,
     ollama_host: str | None = None,
-) -> list[str]:
-    """Write a research card on `topic`; returns the path of the saved JSON file.
+    on_duplicate: str = "skip",
+) -> list[str] | State[list[str]]:
+    """Write a research card on `topic`; returns the path of the saved JSON file, which is
+    registered in the card library (flows/library) for stories to draw on.
     `ollama_host`: the Ollama server of an `ollama/...` model, if not the worker's (one
-    the operator allows, see flows/ollama_servers.py)."""
+    the operator allows, see flows/ollama_servers.py). A card too close to an earlier one
+    is rewritten from another angle; `on_duplicate` says how the job ends if every draft
+    was (accepting.py)."""
+    started = time.monotonic()
     logger = get_run_logger()
-    request = build_research_prompt(topic=topic, tags=tags)
+    check_on_duplicate(on_duplicate)
     directory = output_root(output_dir)
+    tries, avoid = 1 + rewrites(), None
+    for attempt in range(1, tries + 1):
+        request = build_research_prompt(topic=topic, tags=tags, avoid=avoid)
+        card = await _draft(request, model=model, ollama_host=ollama_host)
+        novelty = await compare("research", card_text(card), ollama_host=ollama_host)
+        if not novelty.duplicate:
+            break
+        logger.warning("draft %d of %d: %s", attempt, tries, novelty.describe())
+        avoid = novelty.nearest.title if novelty.nearest else card.title
+    else:
+        return end_as_duplicate(novelty, tries=tries, on_duplicate=on_duplicate)
+    path = save_card(card, directory=directory)
+    accepted = await accept(
+        "research",
+        path,
+        card_text(card),
+        novelty=novelty,
+        model=model,
+        started=started,
+        ollama_host=ollama_host,
+        title=card.title,
+        topic=card.topic,
+        tags=card.tags,
+        key_concepts=card.key_points,
+    )
+    await publish_artifact(
+        kind="research",
+        about=card.topic,
+        markdown=_summary(card, path=path) + accepted.table,
+        description=f"research card on {card.topic!r}",
+    )
+    logger.info("research pipeline wrote %s (card %s)", path, accepted.item.id)
+    return [path]
+
+
+async def _draft(request: ResearchRequest, *, model: str, ollama_host: str | None) -> ResearchCard:
     try:
         completion = await call_model(
             model, request.messages, json_mode=True, ollama_host=ollama_host
@@ -93,16 +147,12 @@ async def research_pipeline(
         if isinstance(exc.__cause__, json.JSONDecodeError):
             raise invalid_json(exc, model=model) from exc
         raise
-    card = validate_card(completion, request=request, model=model)
-    path = save_card(card, directory=directory)
-    await publish_artifact(
-        kind="research",
-        about=card.topic,
-        markdown=_summary(card, path=path),
-        description=f"research card on {card.topic!r}",
-    )
-    logger.info("research pipeline wrote %s", path)
-    return [path]
+    return validate_card(completion, request=request, model=model)
+
+
+def card_text(card: ResearchCard) -> str:
+    """What two cards are compared on: their title, summary and key points."""
+    return "\n".join([card.title, card.summary, *card.key_points])
 
 
 def _summary(card: ResearchCard, *, path: str) -> str:

@@ -4,10 +4,12 @@ optionally checked against that structure afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import random
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +17,14 @@ from typing import Any, Literal, cast, get_args
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
+from flows.accepting import accept, check_on_duplicate, compare, end_as_duplicate, rewrites
+from flows.library import recent_structures
 from flows.llm import LLMError, LLMResponseError, Message
 from flows.llm.models import MAX_TEMPERATURE
 from flows.llm.providers import PROVIDERS
+from flows.story_cards import cards_for_story, check_card_params, concepts_of
 from flows.structures import ENDINGS, Structure, pick_structure, structures
 from flows.structures.prompt import outline
 from flows.structures.verdict import StructureVerdict, parse_verdict, verdict_messages
@@ -222,6 +228,12 @@ OPTION_NAMES = tuple(inspect.signature(check_story).parameters)
 def check_story_params(params: Mapping[str, Any]) -> None:
     """Enqueue-time check of params already cast to story_pipeline's signature."""
     check_story(**{name: params[name] for name in OPTION_NAMES if name in params})
+    check_card_params(
+        cards=params.get("cards"),
+        research_topic=params.get("research_topic"),
+        match_cards=params.get("match_cards", 0),
+    )
+    check_on_duplicate(params.get("on_duplicate", "skip"))
 
 
 def _choice(value: str, *, name: str, choices: Sequence[str], example: str | None = None) -> str:
@@ -258,10 +270,15 @@ def _check_temperature(temperature: float | None, *, model: str | None) -> None:
 
 
 def story_messages(
-    options: StoryOptions, *, structure: Structure, concepts: Sequence[str] = ()
+    options: StoryOptions,
+    *,
+    structure: Structure,
+    concepts: Sequence[str] = (),
+    avoid: str | None = None,
 ) -> list[Message]:
     """The system prompt fixes the form (structure, point of view, ending, language,
-    length); the user message is the theme, and the concepts to weave in."""
+    length); the user message is the theme, the concepts to weave in, and the title of an
+    earlier story this one must not repeat (`avoid`, on a rewrite of a near-duplicate)."""
     ending = options.ending or structure.ending
     unit = options.length_unit
     system = (
@@ -280,6 +297,11 @@ def story_messages(
     if concepts:
         ideas = "\n".join(f"- {concept}" for concept in concepts)
         user += f"\n\nWeave these ideas into the story, naturally and without lecturing:\n{ideas}"
+    if avoid:
+        user += (
+            f"\n\nAn earlier story, {avoid!r}, came too close to this one: take a different "
+            "angle, with other characters, another setting and a different turn of events."
+        )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -306,6 +328,7 @@ def build_story_prompt(
     model: str | None = None,
     recent: Sequence[str] = (),
     concepts: Sequence[str] = (),
+    avoid: str | None = None,
     rng: random.Random | None = None,
 ) -> StoryRequest:
     """Check the parameters before any model time is spent, take the named structure or
@@ -332,7 +355,7 @@ def build_story_prompt(
         else pick_structure(recent, rng=rng, library=library)
     )
     ideas = _concepts(concepts)
-    messages = story_messages(options, structure=chosen, concepts=ideas)
+    messages = story_messages(options, structure=chosen, concepts=ideas, avoid=avoid)
     get_run_logger().info(
         "structure %s (%s)%s, pov %s, ending %s, %s, about %d %s",
         chosen.name,
@@ -402,8 +425,10 @@ def save_story(
     model: str,
     directory: Path,
     summary: str | None = None,
+    cards: Sequence[int] = (),
 ) -> str:
-    """Markdown with front matter, so the file alone tells what produced it."""
+    """Markdown with front matter, so the file alone tells what produced it (its sidecar,
+    written once it is registered, adds tokens, cost and novelty)."""
     options = request.options
     front: dict[str, Any] = {
         "title": story.title,
@@ -421,6 +446,8 @@ def save_story(
         "length_unit": options.length_unit,
         "temperature": options.temperature,
     }
+    if cards:
+        front["cards"] = list(cards)
     if summary is not None:
         front["summary"] = summary
     # JSON scalars are valid YAML, which keeps quotes and colons in themes safe.
@@ -568,8 +595,8 @@ def _rewrite_messages(
     name="story-pipeline",
     flow_run_name="story: {theme}",
     retries=0,  # the scheduler owns retries
-    description="Write one short story on a theme from a story structure with an LLM and "
-    "save it as Markdown.",
+    description="Write one short story on a theme from a story structure with an LLM, drawing "
+    "on research cards, and save it as Markdown unless it repeats an earlier story.",
 )
 async def story_pipeline(
     theme: str,
@@ -586,14 +613,23 @@ async def story_pipeline(
     tolerance: float = DEFAULT_TOLERANCE,
     temperature: float | None = None,
     post_check: str = "none",
-) -> list[str]:
+    cards: list[str] | None = None,
+    research_topic: str | None = None,
+    match_cards: int = 0,
+    on_duplicate: str = "skip",
+) -> list[str] | State[list[str]]:
     """Write a story on `theme`; returns the path of the saved Markdown file.
     `ollama_host`: the Ollama server of an `ollama/...` model, if not the worker's (one
     the operator allows, see flows/ollama_servers.py). `structure`: a structure's name, or
-    None to pick one; `ending`: None for the structure's own. The options:
-    docs/pipelines.md#the-story-pipeline."""
+    None to pick one; `ending`: None for the structure's own. `cards` (ids or a research
+    member's outputs), `research_topic` and `match_cards`: the research cards to draw on
+    (story_cards.py). A draft too close to an earlier story is rewritten with another
+    structure or angle; `on_duplicate` says how the job ends if every draft was
+    (accepting.py). The options: docs/pipelines.md#the-story-pipeline."""
+    started = time.monotonic()
     logger = get_run_logger()
-    request = build_story_prompt(
+    # Every parameter is checked before a card is researched or a file is written.
+    check_story(
         theme=theme,
         genre=genre,
         length=length,
@@ -606,21 +642,84 @@ async def story_pipeline(
         temperature=temperature,
         post_check=post_check,
         model=model,
-        recent=(),  # the latest stories' structures, once the output registry keeps them
     )
+    check_card_params(cards=cards, research_topic=research_topic, match_cards=match_cards)
+    check_on_duplicate(on_duplicate)
+    used = await cards_for_story(
+        cards=cards,
+        research_topic=research_topic,
+        match_cards=match_cards,
+        theme=theme,
+        genre=genre,
+        model=model,
+        ollama_host=ollama_host,
+        output_dir=output_dir,
+    )
+    recent = await asyncio.to_thread(recent_structures)
+    tries, avoid = 1 + rewrites(), None
+    for attempt in range(1, tries + 1):
+        request = build_story_prompt(
+            theme=theme,
+            genre=genre,
+            length=length,
+            length_unit=length_unit,
+            tolerance=tolerance,
+            structure=structure,
+            pov=pov,
+            ending=ending,
+            language=language,
+            temperature=temperature,
+            post_check=post_check,
+            model=model,
+            recent=recent,
+            concepts=concepts_of(used),
+            avoid=avoid,
+        )
+        story = await write_story(request, model=model, ollama_host=ollama_host)
+        checked = await post_check_story(
+            story, request=request, model=model, ollama_host=ollama_host
+        )
+        novelty = await compare("story", checked.story.markdown, ollama_host=ollama_host)
+        if not novelty.duplicate:
+            break
+        logger.warning("draft %d of %d: %s", attempt, tries, novelty.describe())
+        recent = [*recent, request.structure.name]  # the next draft takes another structure
+        avoid = novelty.nearest.title if novelty.nearest else checked.story.title
+    else:
+        return end_as_duplicate(novelty, tries=tries, on_duplicate=on_duplicate)
+    card_ids = [card.id or 0 for card in used]
     directory = output_root(output_dir)
-    story = await write_story(request, model=model, ollama_host=ollama_host)
-    checked = await post_check_story(story, request=request, model=model, ollama_host=ollama_host)
     path = save_story(
-        checked.story, request=request, model=model, directory=directory, summary=checked.summary
+        checked.story,
+        request=request,
+        model=model,
+        directory=directory,
+        summary=checked.summary,
+        cards=card_ids,
+    )
+    accepted = await accept(
+        "story",
+        path,
+        checked.story.markdown,
+        novelty=novelty,
+        model=model,
+        started=started,
+        ollama_host=ollama_host,
+        title=checked.story.title,
+        topic=request.theme,
+        tags=[request.genre],
+        key_concepts=[],
+        structure=request.structure.name,
+        structure_kind=request.structure.kind,
+        cards_used=card_ids,
     )
     await publish_artifact(
         kind="story",
         about=request.theme,
-        markdown=_summary(checked, request=request, model=model, path=path),
+        markdown=_summary(checked, request=request, model=model, path=path) + accepted.table,
         description=f"{request.genre} story on {request.theme!r}",
     )
-    logger.info("story pipeline wrote %s", path)
+    logger.info("story pipeline wrote %s (output %s)", path, accepted.item.id)
     return [path]
 
 

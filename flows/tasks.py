@@ -3,6 +3,7 @@ and the run's summary artifact."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import unicodedata
@@ -16,6 +17,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.guard import ensure_ollama_limit_once, ollama_slot
+from flows.library import guard_call, record_completion
 from flows.llm import Completion, Message, acomplete, resolve_model
 from flows.llm.providers.ollama_api import ollama_base_url
 from flows.ollama_servers import named_server, ollama_slot_name
@@ -69,9 +71,13 @@ async def call_model(
     temperature: float | None = None,
 ) -> Completion:
     """One completion; a local Ollama model is only called while holding its server's slot
-    (`ollama_host`, if the operator allows it, else the worker's OLLAMA_HOST)."""
+    (`ollama_host`, if the operator allows it, else the worker's OLLAMA_HOST). Every call's
+    tokens and cost are recorded for the current run, and a hosted call that would pass a
+    spending cap is refused before it is made (flows/library)."""
     logger = get_run_logger()
     spec = resolve_model(model)
+    # A hosted call that would pass a spending cap fails here, before any cost (caps.py).
+    await asyncio.to_thread(guard_call, model, messages, max_tokens=max_tokens)
     server = named_server(ollama_host) if ollama_host and spec.resource == "ollama" else None
     logger.info("calling %s (resource %s%s)", spec, spec.resource, f" on {server}" * bool(server))
     started = time.perf_counter()
@@ -88,6 +94,7 @@ async def call_model(
             base_url=base_url,
             temperature=temperature,
         )
+    await asyncio.to_thread(record_completion, completion)  # usage and cost, on the run
     logger.info(
         "%s/%s answered in %.2fs: %s input tokens, %s output tokens, finish %s",
         completion.provider,

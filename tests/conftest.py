@@ -4,6 +4,7 @@ SCHEDULER_TEST_POSTGRES_URL is set, on a fresh PostgreSQL schema too."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -119,13 +120,21 @@ def fake_llm(llm_server: LLMServerProcess, monkeypatch: pytest.MonkeyPatch) -> L
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test (and every process it starts) keeps its data and logs in its own home."""
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test (and every process it starts) keeps its data and logs in its own home;
+    the app's tables (output library, novelty index) follow the test's database, and their
+    engines are closed after it."""
     home = tmp_path / "llmsched-home"
     monkeypatch.setenv("LLMSCHED_HOME", str(home))
     # Outputs may also go to the test's own directory, as an operator may allow.
     monkeypatch.setenv("LLMSCHED_OUTPUT_ROOTS", str(tmp_path))
-    return home
+    yield home
+    if (app_database := sys.modules.get("flows.app_database")) is not None:
+        app_database.use_database(None)
+    if (library := sys.modules.get("flows.library.store")) is not None:
+        library.close_library()
+    if (novelty := sys.modules.get("flows.novelty.index")) is not None:
+        novelty.close_novelty_indexes()
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from flows.library.prices import DEFAULT_PRICES, PRICES_FILE_ENV, Price, cost_us
 from flows.library.registry import (
     get_output,
     list_outputs,
+    output_at,
     output_to_dict,
     recent_structures,
     record_output,
@@ -66,6 +67,7 @@ __all__ = [
     "get_output",
     "guard_call",
     "list_outputs",
+    "output_at",
     "output_to_dict",
     "pick_cards",
     "price_of",

@@ -217,6 +217,13 @@ def list_outputs(
     return [item_from_row(row) for row in reversed(rows)]
 
 
+def output_at(path: str | Path, *, db: str | None = None) -> OutputItem | None:
+    """The output registered for the file at `path` (as a run returned it), if any."""
+    query = sa.select(ITEMS).where(ITEMS.c.path == str(path)).order_by(ITEMS.c.id).limit(1)
+    row = store.read(lambda conn: conn.execute(query).first(), db)
+    return None if row is None else item_from_row(row)
+
+
 def recent_structures(limit: int = 20, *, db: str | None = None) -> list[str]:
     """The structure names of the latest `limit` stories that have one, most recent last."""
     check_limit(limit)

@@ -12,6 +12,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from flows.app_database import app_database_url
 from flows.library.tables import LIBRARY_METADATA
 from scheduler_core.database import Database, create_engine
 from scheduler_core.settings import SchedulerSettings
@@ -28,8 +29,8 @@ _lock = threading.Lock()
 
 
 def database_url(db: str | None = None) -> str:
-    """`db`, else the scheduler's setting (LLMSCHED_DATABASE_URL, else <home>/jobs.db)."""
-    return db or SchedulerSettings().resolved_database_url()
+    """`db`, else the worker's database (flows/app_database.py)."""
+    return app_database_url(db)
 
 
 def library_db(db: str | None = None) -> Database:

@@ -47,6 +47,7 @@ class OutputItem(LibraryModel, table=True):
         sa.Index("ix_output_item_kind_created", "kind", "created_at"),
         sa.Index("ix_output_item_created", "created_at"),
         sa.Index("ix_output_item_topic_key", "topic_key"),
+        sa.Index("ix_output_item_path", "path"),  # a run's outputs name cards by path
         sa.Index(
             "ix_output_item_group",
             "group_id",

@@ -106,10 +106,12 @@ def usage_summary(
     since: date | datetime | None = None,
     until: date | datetime | None = None,
     group_id: int | None = None,
+    flow_run_id: str | None = None,
     db: str | None = None,
 ) -> list[UsageRow]:
     """Tokens, calls and cost summed per combination of `by` ("model", "day", "group"),
-    ordered by those keys; `by=()` gives one total row (none when nothing was used)."""
+    ordered by those keys; `by=()` gives one total row (none when nothing was used).
+    `flow_run_id`: only one run's calls (what an output's sidecar reports)."""
     keys = list(dict.fromkeys(by))
     unknown = [key for key in keys if key not in _COLUMNS]
     if unknown or isinstance(by, str):
@@ -133,6 +135,8 @@ def usage_summary(
         query = query.where(USAGE.c.created_at < end_of(until))
     if group_id is not None:
         query = query.where(USAGE.c.group_id == group_id)
+    if flow_run_id is not None:
+        query = query.where(USAGE.c.flow_run_id == flow_run_id)
     if columns:
         query = query.group_by(*columns).order_by(*(c.asc().nulls_first() for c in columns))
     rows = store.read(lambda conn: conn.execute(query).all(), db)

@@ -20,6 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from flows.app_database import app_database_url
 from flows.novelty.signatures import Method, from_bytes, to_bytes
 from flows.novelty.table import ITEM_ID_LENGTH, NOVELTY_METADATA, SIGNATURES
 from scheduler_core.database import Database, create_engine
@@ -98,7 +99,7 @@ class NoveltyIndex:
         """The index in the database at `url`, else the worker's (LLMSCHED_DATABASE_URL,
         else the SQLite file in LLMSCHED_HOME); its table is created on first use."""
         settings = SchedulerSettings()
-        engine = create_engine(url or settings.resolved_database_url())
+        engine = create_engine(app_database_url(url))
         db = Database(engine, retry_seconds=settings.db_retry_seconds)
         try:
             return cls(db)
@@ -228,7 +229,7 @@ _opened_lock = threading.Lock()
 
 def novelty_index(url: str | None = None) -> NoveltyIndex:
     """This process's index for `url` (default: the worker's database), opened once."""
-    url = url or SchedulerSettings().resolved_database_url()
+    url = app_database_url(url)
     with _opened_lock:
         index = _opened.get(url)
         if index is None:

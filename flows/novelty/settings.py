@@ -38,6 +38,13 @@ class NoveltySettings(BaseSettings):
         le=1,
         description="Jaccard estimate at or above which the offline check finds a repeat.",
     )
+    novelty_rewrites: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="Rewrites of a near-duplicate (another structure or angle) before the job "
+        "ends as a near-duplicate.",
+    )
 
 
 def novelty_settings() -> NoveltySettings:

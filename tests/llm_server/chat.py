@@ -73,8 +73,13 @@ def chat_endpoint(wire: Wire) -> Callable[[Request], Awaitable[Response]]:
         state: ServerState = request.app.state.fake
         chat = wire.parse(await request.json())
         state.record(
-            protocol=wire.protocol, model=chat.model, stream=chat.stream, json=chat.as_json
+            protocol=wire.protocol,
+            model=chat.model,
+            stream=chat.stream,
+            json=chat.as_json,
+            messages=list(chat.messages),
         )
+        seen = state.stats.requests[-1]
         if refusal := wire.refuse(request, chat):
             return refusal
         if status := state.take_failure():
@@ -84,6 +89,7 @@ def chat_endpoint(wire: Wire) -> Callable[[Request], Awaitable[Response]]:
         if is_missing(chat.model):
             return wire.not_found(chat.model)
         reply = Reply.for_request(chat.model, chat.messages, as_json=chat.as_json)
+        seen["usage"] = [reply.prompt_tokens, reply.output_tokens]  # what the reply reports
         await state.released()
         if not chat.stream:
             return JSONResponse(wire.whole(chat, reply, await reply.whole(state)))

@@ -17,6 +17,20 @@ FLOOD_BYTES = 50 * 1024 * 1024
 FLOOD_PIECE_CHARS = 1024
 
 
+REPEATED_STORY_WORDS = 300
+
+
+def _same_every_time(messages: Sequence[Message], *, as_json: bool) -> str:
+    """Models named `repeat…` ignore the prompt: the same story (or, in JSON mode, the same
+    object with the keys the prompt shows) every time, as a model stuck in a rut would."""
+    fixed: Message = {"role": "user", "content": "the keeper of the same old lighthouse"}
+    if as_json:
+        template = [m for m in messages if m.get("role") == "system"][:1]
+        return synthesis.reply_json([*template, fixed])
+    size: Message = {"role": "system", "content": f"about {REPEATED_STORY_WORDS} words"}
+    return synthesis.reply_text([size, fixed])
+
+
 def is_missing(model: str) -> bool:
     return model.startswith("missing")
 
@@ -41,6 +55,8 @@ class Reply:
     def for_request(cls, model: str, messages: Sequence[Message], *, as_json: bool) -> Reply:
         if "broken-json" in model:
             text = BROKEN_JSON
+        elif model.startswith("repeat"):
+            text = _same_every_time(messages, as_json=as_json or synthesis.wants_json(messages))
         else:
             text = synthesis.reply(messages, as_json=as_json or synthesis.wants_json(messages))
         prompt = " ".join(str(m.get("content", "")) for m in messages)
