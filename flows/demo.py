@@ -18,20 +18,24 @@ from scheduler_core.statuses import JobStatus
 
 
 def demo_jobs(out_dir: Path) -> list[dict[str, Any]]:
+    """A research card, then two stories that draw on it (`{"$outputs": "tides"}`): the
+    first in a structure the pipeline picks, the second checked against its own."""
     out = str(out_dir)
     return [
+        {
+            "job_type": "research",
+            "name": "tides",
+            "params": {"topic": "tidal energy", "tags": ["energy", "ocean"], "output_dir": out},
+        },
         {
             "job_type": "story",
             "params": {
                 "theme": "a lighthouse keeper's last night",
                 "genre": "drama",
                 "length": 300,
+                "cards": {"$outputs": "tides"},
                 "output_dir": out,
             },
-        },
-        {
-            "job_type": "research",
-            "params": {"topic": "tidal energy", "tags": ["energy", "ocean"], "output_dir": out},
         },
         {
             "job_type": "story",
@@ -39,6 +43,10 @@ def demo_jobs(out_dir: Path) -> list[dict[str, Any]]:
                 "theme": "a robot learns to garden",
                 "genre": "comedy",
                 "length": 300,
+                "structure": "voyage-and-return",
+                "pov": "first",
+                "cards": {"$outputs": "tides"},
+                "post_check": "warn",
                 "output_dir": out,
             },
         },
@@ -99,7 +107,8 @@ def _report(
     console.print(table)
     group = svc.get_job_group(group_id or 0)
     console.print(f"job group {group_id}: [bold]{group.status.value}[/bold] in {elapsed:.1f}s")
-    console.print(f"artifacts: {out_dir}")
+    console.print(f"artifacts: {out_dir} (each with its .meta.json sidecar)")
+    console.print("library:   `llmsched outputs` lists them, `llmsched usage` sums their tokens")
     console.print(f"run logs:  {svc.settings.resolved_log_dir()}")
     api = PREFECT_API_URL.value()
     if api:

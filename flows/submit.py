@@ -37,6 +37,10 @@ class ScheduledJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_type: str = Field(min_length=1, description="A registered job type: story or research.")
+    name: str | None = Field(
+        default=None,
+        description='A name later members may use the outputs of: {"$outputs": name}.',
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="The pipeline flow's parameters."
     )
@@ -75,7 +79,7 @@ def submit(
     with SchedulerService.open() as svc:
         install_pipelines(svc)
         group, members = svc.create_job_group(
-            jobs=[job.model_dump() for job in jobs],
+            jobs=[job.model_dump(exclude_none=True) for job in jobs],
             name=name,
             origin=JobOrigin.SCHEDULE,
             key=key,

@@ -55,3 +55,15 @@ def offline(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {**job, "params": {**job.get("params", {}), "model": OFFLINE_MODELS[job["job_type"]]}}
         for job in jobs
     ]
+
+
+def stored(params: Any, names: dict[str, int]) -> Any:
+    """Params as the scheduler stores them: a reference to a member's outputs carries
+    that member's index (scheduler_core/references.py)."""
+    if isinstance(params, dict):
+        if set(params) == {"$outputs"}:
+            return {**params, "member": names[params["$outputs"]]}
+        return {key: stored(value, names) for key, value in params.items()}
+    if isinstance(params, list):
+        return [stored(value, names) for value in params]
+    return params

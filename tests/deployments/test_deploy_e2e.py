@@ -42,6 +42,7 @@ from tests.deployments.support import (
     deployment,
     load_flow,
     offline,
+    stored,
 )
 
 pytestmark = pytest.mark.slow
@@ -164,8 +165,8 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
     assert deployed.job_variables == {"working_dir": "."}
     for spec in all_deployments():
         name = f"{load_flow(spec['entrypoint']).name}/{spec['name']}"
-        stored = api(lambda c, name=name: c.read_deployment_by_name(name))
-        assert str(ROOT) not in stored.model_dump_json(), stored
+        saved = api(lambda c, name=name: c.read_deployment_by_name(name))
+        assert str(ROOT) not in saved.model_dump_json(), saved
     (schedule,) = deployed.schedules
     spec = deployment(DEPLOYMENT)
     assert schedule.active
@@ -222,8 +223,9 @@ def test_a_deployed_schedule_queues_a_group_that_the_scheduler_worker_runs(
         group = svc.get_job_group(group_id)
         assert group.status == JobGroupStatus.COMPLETED, processes.log("scheduler-worker")
         members = sorted(svc.list_jobs(group_id=group_id), key=lambda j: j.job_id or 0)
+        names = {j["name"]: i for i, j in enumerate(jobs) if "name" in j}
         assert [(m.job_type, m.params) for m in members] == [
-            (j["job_type"], j["params"]) for j in jobs
+            (j["job_type"], stored(j["params"], names)) for j in jobs
         ]
         runs = [svc.get_job_run_for_job(m.job_id or 0) for m in members]
     assert all(m.status == JobStatus.COMPLETED and m.origin == JobOrigin.SCHEDULE for m in members)

@@ -42,6 +42,7 @@ from tests.deployments.support import (
     load_flow,
     pipeline_deployments,
     project,
+    stored,
 )
 
 NAMES = [d["name"] for d in deployments()]
@@ -129,8 +130,9 @@ def test_parameters_pass_the_flow_and_every_pipeline(
         jobs = parameters["jobs"]
         assert group.origin == JobOrigin.SCHEDULE and group.size == len(jobs)
         assert group.name == parameters["name"]
+        names = {j["name"]: i for i, j in enumerate(jobs) if "name" in j}
         assert [(m.job_type, m.params, m.priority) for m in members] == [
-            (j["job_type"], j.get("params", {}), j.get("priority", 0)) for j in jobs
+            (j["job_type"], stored(j.get("params", {}), names), j.get("priority", 0)) for j in jobs
         ]
         assert all(m.status == JobStatus.QUEUED for m in members)
 
