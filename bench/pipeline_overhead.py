@@ -19,6 +19,7 @@ runs are created (see prefect_sync.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import subprocess
@@ -31,7 +32,7 @@ from typing import Any
 
 from bench.config import Context
 from bench.measure import ROOT, Goal, Result, alternate, compare, wait_until
-from flows.demo import demo_jobs
+from flows.demo import demo_jobs, sample_theme
 from flows.pipelines import PIPELINES, install_pipelines
 from flows.story import story_pipeline
 from scheduler_core import JobStatus, SchedulerService
@@ -72,8 +73,14 @@ def counting_503s() -> Iterator[RetriedRequests]:
         logger.removeFilter(counter)
 
 
-def _story(i: int, out: Path) -> dict[str, Any]:
-    return {"theme": f"bench story {i}", "length": 120, "output_dir": str(out)}
+_serial = itertools.count()
+
+
+def _story(out: Path) -> dict[str, Any]:
+    """A story on a theme no earlier one of the run shared many words with: near-identical
+    themes (`story 1`, `story 2`) would be rewritten as repeats (flows/novelty), and the
+    row would time the rewrites."""
+    return {"theme": sample_theme(next(_serial)), "length": 120, "output_dir": str(out)}
 
 
 def _run_group(svc: SchedulerService, jobs: list[dict[str, Any]]) -> float:
@@ -121,8 +128,8 @@ def run(ctx: Context) -> list[Result]:
         svc.start(concurrency=1)
 
         async def bare_calls() -> None:
-            for i in range(n):
-                await story_pipeline(**_story(i, out))
+            for _ in range(n):
+                await story_pipeline(**_story(out))
 
         refused = {"bare": 0, "ours": 0}  # client-retried 503s by side
 
@@ -136,7 +143,7 @@ def run(ctx: Context) -> list[Result]:
 
         def ours() -> float:
             before = retried.count
-            jobs = [{"job_type": "story", "params": _story(i, out)} for i in range(n)]
+            jobs = [{"job_type": "story", "params": _story(out)} for _ in range(n)]
             seconds = _run_group(svc, jobs)
             refused["ours"] += retried.count - before
             return seconds * 1000 / n
@@ -145,8 +152,17 @@ def run(ctx: Context) -> list[Result]:
 
         def demo_flows_bare() -> float:
             async def calls() -> None:
+                # A member's `{"$outputs": name}` is what the scheduler passes: the
+                # named member's returned paths.
+                outputs: dict[str, Any] = {}
                 for job in demo_jobs(out):
-                    await PIPELINES[job["job_type"]](**job["params"])
+                    params = {
+                        key: outputs[value["$outputs"]] if isinstance(value, dict) else value
+                        for key, value in job["params"].items()
+                    }
+                    result = await PIPELINES[job["job_type"]](**params)
+                    if "name" in job:
+                        outputs[job["name"]] = result
 
             start = time.perf_counter()
             bare_loop.run_until_complete(calls())
@@ -158,8 +174,8 @@ def run(ctx: Context) -> list[Result]:
 
         try:
             # Warm-up of both sides: connections, flow and deployment registration, clients.
-            bare_loop.run_until_complete(story_pipeline(**_story(0, out)))
-            _run_group(svc, [{"job_type": "story", "params": _story(0, out)}])
+            bare_loop.run_until_complete(story_pipeline(**_story(out)))
+            _run_group(svc, [{"job_type": "story", "params": _story(out)}])
             plain, scheduled = alternate(ctx.rounds, [bare, ours])
             demo_seconds = alternate(ctx.rounds, [demo])[0]
         finally:

@@ -16,6 +16,19 @@ from flows.pipelines import install_pipelines
 from scheduler_core.service import SchedulerService
 from scheduler_core.statuses import JobStatus
 
+_SUBJECTS = ("keeper", "baker", "pilot", "gardener", "violinist", "cartographer")
+_SUBJECTS += ("ferryman", "clockmaker", "beekeeper", "astronomer", "weaver", "diver")
+_PLACES = ("lighthouse", "desert", "harbour", "orchard", "observatory", "glacier")
+_PLACES += ("market", "monastery", "canyon", "island", "library", "vineyard")
+
+
+def sample_theme(k: int) -> str:
+    """The k-th of 144 story themes that share few words, for trying the pipelines at
+    volume: stories on near-identical themes (`story 1`, `story 2`) come out alike enough
+    for the novelty check to rewrite them as repeats (flows/novelty); with the offline
+    model, stories on any 40 of these stay below half its threshold."""
+    return f"the {_SUBJECTS[k % 12]} of the {_PLACES[(k * 5 + k // 12) % 12]}"
+
 
 def demo_jobs(out_dir: Path) -> list[dict[str, Any]]:
     """A research card, then two stories that draw on it (`{"$outputs": "tides"}`): the

@@ -313,41 +313,16 @@ def _concepts(concepts: Sequence[str]) -> tuple[str, ...]:
 
 @task(name="build-story-prompt", retries=0, cache_policy=NO_CACHE)
 def build_story_prompt(
+    options: StoryOptions,
     *,
-    theme: str,
-    genre: str = "general",
-    length: int = 400,
-    length_unit: str = "words",
-    tolerance: float = DEFAULT_TOLERANCE,
-    structure: str | None = None,
-    pov: str = DEFAULT_POV,
-    ending: str | None = None,
-    language: str = DEFAULT_LANGUAGE,
-    temperature: float | None = None,
-    post_check: str = "none",
-    model: str | None = None,
     recent: Sequence[str] = (),
     concepts: Sequence[str] = (),
     avoid: str | None = None,
     rng: random.Random | None = None,
 ) -> StoryRequest:
-    """Check the parameters before any model time is spent, take the named structure or
-    pick one (`recent`: the latest stories' structures, most recent last), then write the
-    prompt, weaving in `concepts` (research cards' key ideas)."""
-    options = check_story(
-        theme=theme,
-        genre=genre,
-        length=length,
-        length_unit=length_unit,
-        tolerance=tolerance,
-        structure=structure,
-        pov=pov,
-        ending=ending,
-        language=language,
-        temperature=temperature,
-        post_check=post_check,
-        model=model,
-    )
+    """Take the named structure or pick one (`recent`: the latest stories' structures,
+    most recent last), then write the prompt from the checked `options` (check_story),
+    weaving in `concepts` (research cards' key ideas) and steering away from `avoid`."""
     library = structures()
     chosen = (
         library.require(options.structure)
@@ -629,7 +604,7 @@ async def story_pipeline(
     started = time.monotonic()
     logger = get_run_logger()
     # Every parameter is checked before a card is researched or a file is written.
-    check_story(
+    options = check_story(
         theme=theme,
         genre=genre,
         length=length,
@@ -659,21 +634,7 @@ async def story_pipeline(
     tries, avoid = 1 + rewrites(), None
     for attempt in range(1, tries + 1):
         request = build_story_prompt(
-            theme=theme,
-            genre=genre,
-            length=length,
-            length_unit=length_unit,
-            tolerance=tolerance,
-            structure=structure,
-            pov=pov,
-            ending=ending,
-            language=language,
-            temperature=temperature,
-            post_check=post_check,
-            model=model,
-            recent=recent,
-            concepts=concepts_of(used),
-            avoid=avoid,
+            options, recent=recent, concepts=concepts_of(used), avoid=avoid
         )
         story = await write_story(request, model=model, ollama_host=ollama_host)
         checked = await post_check_story(

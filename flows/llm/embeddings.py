@@ -16,8 +16,6 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from flows.llm.client import resolve_model
 from flows.llm.errors import LLMResponseError, LLMTimeoutError, UnknownModelError
 from flows.llm.models import (
@@ -27,8 +25,8 @@ from flows.llm.models import (
     CompletionRequest,
 )
 from flows.llm.providers import PROVIDERS
-from flows.llm.providers.base import CONNECT_TIMEOUT, ErrorResponse, HTTPProvider, WireRequest
-from flows.llm.providers.framing import ByteBudget, ResponseTooLargeError, error_body_head
+from flows.llm.providers.base import HTTPProvider, WireRequest, post
+from flows.llm.providers.framing import ByteBudget, ResponseTooLargeError
 
 EMBEDDING_PROVIDERS = ("ollama", "openai")
 """Providers with an embedding endpoint; Anthropic has none, the offline one needs none."""
@@ -139,16 +137,9 @@ async def _auth(provider: HTTPProvider) -> dict[str, str]:
 async def _post(wire: WireRequest, request: CompletionRequest) -> Any:
     """The JSON body, read within `max_response_bytes`; an error status becomes the
     provider's `ErrorResponse`, translated like a chat call's."""
-    limits = httpx.Timeout(request.timeout, connect=CONNECT_TIMEOUT)
     budget = ByteBudget(request.max_response_bytes)
     body = bytearray()
-    async with (
-        httpx.AsyncClient(timeout=limits) as client,
-        client.stream("POST", wire.url, json=wire.body, headers=wire.headers) as response,
-    ):
-        if response.is_error:
-            head, cut = await error_body_head(response)
-            raise ErrorResponse(response, head=head, cut=cut)
+    async with post(wire, timeout=request.timeout) as response:
         try:
             async with aclosing(response.aiter_bytes()) as chunks:
                 async for chunk in chunks:

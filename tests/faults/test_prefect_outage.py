@@ -63,12 +63,13 @@ def test_a_prefect_outage_burns_no_attempt_and_leaves_no_zombie(
         stdin=subprocess.DEVNULL,
     )
     try:
+        from flows.demo import sample_theme
         from flows.pipelines import install_pipelines
 
         install_pipelines(svc)
 
         def story(i: int) -> Job:
-            return svc.enqueue_job("story", {"theme": f"outage {i}", "model": "openai/m"})
+            return svc.enqueue_job("story", {"theme": sample_theme(i), "model": "openai/m"})
 
         jobs = [story(0), story(1)]
         wait_for(

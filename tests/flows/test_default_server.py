@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.demo import sample_theme
 from flows.pipelines import install_pipelines
 from scheduler_core import JobGroupStatus, JobStatus, SchedulerService
 from tests.conftest import wait_for
@@ -59,7 +60,7 @@ def test_a_group_through_the_worker_makes_no_request_the_server_refuses(
     jobs = [
         {
             "job_type": "story",
-            "params": {"theme": f"tide {i}", "length": 120, "output_dir": str(out_dir)},
+            "params": {"theme": sample_theme(i), "length": 120, "output_dir": str(out_dir)},
         }
         for i in range(3)
     ]

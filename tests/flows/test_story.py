@@ -26,6 +26,7 @@ from flows.story import (
     StoryRequest,
     StoryStructureError,
     build_story_prompt,
+    check_story,
     check_story_params,
     story_pipeline,
     validate_story,
@@ -62,10 +63,12 @@ def expected_text(path: Path) -> str:
     params = {key: front[key] for key in ("theme", "genre", "length", "structure", "pov")}
     with disable_run_logger():
         request = build_story_prompt.fn(
-            **params,
-            ending=front["ending"],
-            language=front["language"],
-            length_unit=front["length_unit"],
+            check_story(
+                **params,
+                ending=front["ending"],
+                language=front["language"],
+                length_unit=front["length_unit"],
+            )
         )
     return synthesis.reply(request.messages, as_json=False)
 
@@ -181,13 +184,15 @@ def test_the_options_shape_the_prompt_and_the_front_matter(
 def test_the_prompt_carries_the_structure_the_options_and_the_concepts() -> None:
     with disable_run_logger():
         request = build_story_prompt.fn(
-            theme="the tide clock",
-            genre="mystery",
-            length=600,
-            structure="whodunit",
-            pov="third-omniscient",
-            ending="open",
-            language="German",
+            check_story(
+                theme="the tide clock",
+                genre="mystery",
+                length=600,
+                structure="whodunit",
+                pov="third-omniscient",
+                ending="open",
+                language="German",
+            ),
             concepts=["tidal clocks", " ", "tidal clocks", "salt\nmarsh"],
         )
 
@@ -208,7 +213,9 @@ def test_a_structure_is_picked_away_from_the_recent_ones() -> None:
     recent = ["tragedy", "icarus", "whodunit"]
     with disable_run_logger():
         picked = {
-            build_story_prompt.fn(theme="tides", recent=recent, rng=random.Random(seed)).structure
+            build_story_prompt.fn(
+                check_story(theme="tides"), recent=recent, rng=random.Random(seed)
+            ).structure
             for seed in range(30)
         }
 

@@ -23,6 +23,7 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 
+from flows.demo import sample_theme
 from flows.ollama_servers import ollama_server, ollama_slot_name
 from flows.pipelines import install_pipelines
 from scheduler_core import JobRunStatus, JobStatus, SchedulerService
@@ -209,9 +210,7 @@ def test_PIPE_03_mixed_load_keeps_one_ollama_workload(
     if not REAL_OLLAMA:
         llm.control(delay_per_token=0.01)
     ollama_jobs = [
-        svc.enqueue_job(
-            "story", {"theme": f"ollama tale {i}", "length": 100, "model": OLLAMA_MODEL}
-        )
+        svc.enqueue_job("story", {"theme": sample_theme(i), "length": 100, "model": OLLAMA_MODEL})
         for i in range(3)
     ]
     # Two worker processes with two slots each on one database.
@@ -263,7 +262,9 @@ def test_one_ollama_workload_per_ollama_server_across_workers(
         for server in servers.values():
             server.control(hold=True, delay_per_token=0.002)
         jobs = [
-            svc.enqueue_job("story", {"theme": f"tale {i}", "length": 60, "model": OLLAMA_MODEL})
+            svc.enqueue_job(
+                "story", {"theme": sample_theme(i), "length": 60, "model": OLLAMA_MODEL}
+            )
             for i in range(8)
         ]
         for host in (llm.base_url, llm.base_url, server_b.base_url):

@@ -8,8 +8,8 @@ import asyncio
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import aclosing, contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -141,6 +141,22 @@ class ErrorDetail:
     model_not_found: bool = False
 
 
+@asynccontextmanager
+async def post(wire: WireRequest, *, timeout: float) -> AsyncIterator[httpx.Response]:
+    """POST `wire` and give its response, body unread, once its status is a success; an
+    error status is an `ErrorResponse` carrying the head of its body (read within limits),
+    which the provider translates into an `LLMError`."""
+    limits = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
+    async with (
+        httpx.AsyncClient(timeout=limits) as client,
+        client.stream("POST", wire.url, json=wire.body, headers=wire.headers) as response,
+    ):
+        if response.is_error:
+            head, cut = await error_body_head(response)
+            raise ErrorResponse(response, head=head, cut=cut)
+        yield response
+
+
 class HTTPProvider(Provider):
     """A provider reached over HTTP that streams its reply as NDJSON or SSE."""
 
@@ -221,14 +237,7 @@ class HTTPProvider(Provider):
     async def _stream(
         self, wire: WireRequest, state: StreamState, budget: ByteBudget, *, timeout: float
     ) -> None:
-        limits = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
-        async with (
-            httpx.AsyncClient(timeout=limits) as client,
-            client.stream("POST", wire.url, json=wire.body, headers=wire.headers) as response,
-        ):
-            if response.is_error:
-                head, cut = await error_body_head(response)
-                raise ErrorResponse(response, head=head, cut=cut)
+        async with post(wire, timeout=timeout) as response:
             if self.framing == "sse":
                 if (content_type := event_stream_content_type(response)) is not None:
                     raise NotAnEventStreamError(content_type)
