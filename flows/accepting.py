@@ -156,7 +156,7 @@ async def accept(
 
     item = await asyncio.to_thread(register)
     await aremember(item.id or 0, kind, text, ollama_host=ollama_host)
-    data = sidecar_data(item, novelty_method=novelty.verdict.method)
+    data = sidecar_data(item, run_id=context.run_id, novelty_method=novelty.verdict.method)
     sidecar = await asyncio.to_thread(write_sidecar, path, data)
     get_run_logger().info("registered %s %s; sidecar %s", kind, item.id, sidecar)
     return Accepted(item=item, sidecar=sidecar, table=sidecar_markdown(data))

@@ -39,6 +39,7 @@ from prefect.states import Crashed, Failed, Pending
 
 from flows import events, prefect_faults
 from flows.guard import lease_listener
+from flows.library.context import scheduler_run_id
 from flows.outputs import written_outputs
 from flows.prefect_jobs import Deployments, flow_run_name, flow_run_tags, queued_state
 from scheduler_core.cancellation import CANCELLED_ERROR
@@ -224,6 +225,7 @@ class PrefectExecutor:
                 run_logger.follow_flow_run(str(flow_run.id))
                 lease_listener.set(_lease_recorder(ctx))  # this task's own context
                 written_outputs.set(outputs)
+                scheduler_run_id.set(ctx.run.run_id)  # for the outputs' records (library)
                 running = flow_run
                 state = await run_flow_async(
                     self._job_named(flow),

@@ -5,7 +5,12 @@ so that outputs and usage are linked to the run without passing ids through ever
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
+scheduler_run_id: ContextVar[int | None] = ContextVar("scheduler_run_id", default=None)
+"""The scheduler's run the current flow run executes, set by the Prefect executor around
+the flow (a Prefect flow run does not know it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +18,7 @@ class RunContext:
     job_id: int | None = None
     group_id: int | None = None
     flow_run_id: str | None = None
+    run_id: int | None = None
 
 
 def run_context_from(flow_run_id: str | None, tags: Iterable[str]) -> RunContext:
@@ -33,5 +39,6 @@ def current_run_context() -> RunContext:
     """The current flow run's context; all None outside a flow run (a script, a test)."""
     from prefect.runtime import flow_run
 
-    run_id = flow_run.id
-    return run_context_from(run_id, flow_run.tags if run_id else ())
+    flow_run_id = flow_run.id
+    context = run_context_from(flow_run_id, flow_run.tags if flow_run_id else ())
+    return replace(context, run_id=scheduler_run_id.get()) if flow_run_id else context

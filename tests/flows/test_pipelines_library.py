@@ -93,7 +93,11 @@ def test_research_feeds_two_stories_of_a_group(
         assert story is not None and story.cards_used == [card.id]
         sidecar = json.loads(Path(run.artifacts[0] + ".meta.json").read_text())
         assert sidecar["cards_used"] == [card.id] and sidecar["output_id"] == story.id
-        assert sidecar["job_id"] == run.job_id and sidecar["flow_run_id"] == run.flow_run_id
+        assert (sidecar["job_id"], sidecar["run_id"], sidecar["flow_run_id"]) == (
+            run.job_id,
+            run.run_id,
+            run.flow_run_id,
+        )
     # Consecutive stories never share a structure (the picker reads the library's history).
     assert (
         front_matter(first.artifacts[0])["structure"]
