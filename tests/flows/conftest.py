@@ -12,6 +12,7 @@ import pytest
 
 from flows.guard import ensure_ollama_limit
 from flows.ollama_servers import ollama_server, ollama_slot_name
+from tests.flows.support import Records
 from tests.llm_server.process import LLMServerProcess
 
 
@@ -33,19 +34,10 @@ def out_dir(tmp_path: Path) -> Path:
     return tmp_path / "out"
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def task_logs() -> Iterator[list[logging.LogRecord]]:
     """What the tasks log, as it is logged: shows where a run has got to."""
-    handler, logger = _Records(), logging.getLogger("prefect.task_runs")
+    handler, logger = Records(), logging.getLogger("prefect.task_runs")
     logger.addHandler(handler)
     yield handler.records
     logger.removeHandler(handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -69,3 +70,14 @@ def dispatch_until_ended(svc: SchedulerService, timeout: float = 60) -> tuple[Jo
         if job.status != JobStatus.QUEUED:
             return job, run
         assert time.monotonic() < deadline, f"job {job.job_id} still handed back: {run.error}"
+
+
+class Records(logging.Handler):
+    """Keeps what is logged through it, as it is logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -32,7 +32,7 @@ from flows.story import (
     validate_story,
 )
 from flows.structures import structures
-from tests.flows.support import read_markdown
+from tests.flows.support import Records, read_markdown
 from tests.llm_server.process import LLMServerProcess
 
 STORY_TASKS = {
@@ -77,19 +77,10 @@ def warnings(records: list[logging.LogRecord]) -> list[str]:
     return [r.getMessage() for r in records if r.levelno >= logging.WARNING]
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def run_logs() -> Iterator[list[logging.LogRecord]]:
     """What the flow and its tasks log: the post-check's policy speaks from the flow."""
-    handler = _Records()
+    handler = Records()
     loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
     for logger in loggers:
         logger.addHandler(handler)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import ollama
 import openai
 import pytest
@@ -12,18 +10,6 @@ from tests.llm_server.embeddings import DIMENSION, vector
 from tests.llm_server.process import LLMServerProcess
 
 TEXTS = ["The lighthouse keeper lit the lamp at dusk.", "A recipe for lentil soup."]
-
-
-@pytest.fixture
-def ollama_client(fake_llm: LLMServerProcess) -> Iterator[ollama.Client]:
-    with ollama.Client(host=fake_llm.base_url) as client:
-        yield client
-
-
-@pytest.fixture
-def openai_client(fake_llm: LLMServerProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{fake_llm.base_url}/v1", api_key="sk-test") as client:
-        yield client.with_options(max_retries=0)
 
 
 def test_ollama_embed_returns_one_vector_per_input_with_token_counts(

@@ -28,18 +28,6 @@ ANTHROPIC_EVENTS = [
 
 
 @pytest.fixture
-def ollama_client(fake_llm: LLMServerProcess) -> Iterator[ollama.Client]:
-    with ollama.Client(host=fake_llm.base_url) as client:
-        yield client
-
-
-@pytest.fixture
-def openai_client(fake_llm: LLMServerProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{fake_llm.base_url}/v1", api_key="sk-test") as client:
-        yield client.with_options(max_retries=0)
-
-
-@pytest.fixture
 def anthropic_client(fake_llm: LLMServerProcess) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=fake_llm.base_url, api_key="sk-ant-test") as client:
         yield client.with_options(max_retries=0)
