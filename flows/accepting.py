@@ -5,8 +5,10 @@ a sidecar and the run's artifact (flows/library).
 
 A near-duplicate is rewritten by the pipeline (another structure or angle) up to
 LLMSCHED_NOVELTY_REWRITES times; then the job ends as `on_duplicate` says: `skip` (the
-default) completes it with no output, in a Prefect state named "Skipped", so a nightly
-group goes on; `fail` fails it, and the scheduler's retry rule applies as to any failure.
+default) completes it without writing anything, in a Prefect state named "Skipped", its
+outputs the earlier output it repeats, so a nightly group goes on and a later member
+that uses them draws on that one; `fail` fails it, and the scheduler's retry rule
+applies as to any failure.
 """
 
 from __future__ import annotations
@@ -109,7 +111,10 @@ def end_as_duplicate(novelty: Novelty, *, tries: int, on_duplicate: str) -> Stat
             f"{message}; retry, raise LLMSCHED_NOVELTY_THRESHOLD, or pass on_duplicate='skip'"
         )
     get_run_logger().warning("skipped, nothing saved: %s", message)
-    return Completed(name=SKIPPED, message=message, data=[])
+    # The earlier output stands for this one: a later group member that takes this job's
+    # outputs ({"$outputs": name}) draws on it, as it would have on a new one.
+    earlier = [novelty.nearest.path] if novelty.nearest is not None else []
+    return Completed(name=SKIPPED, message=message, data=earlier)
 
 
 @dataclass(frozen=True)

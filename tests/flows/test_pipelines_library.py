@@ -131,7 +131,8 @@ def test_a_repeated_output_is_rewritten_then_skipped(
 ) -> None:
     """`openai/repeat-…` writes the same text whatever it is asked: the first output is kept, the
     second is a near-duplicate at every try (1 + LLMSCHED_NOVELTY_REWRITES = 3) and its job
-    ends with no output, in a Prefect state named Skipped that says of what."""
+    ends without writing, in a Prefect state named Skipped that says of what, its outputs
+    the earlier one."""
     about = {"story": "theme", "research": "topic"}[kind]
     params = {"model": "openai/repeat-writer", "output_dir": str(out_dir)}
     pipelines.enqueue_job(kind, {about: "the first one", **params})
@@ -143,7 +144,8 @@ def test_a_repeated_output_is_rewritten_then_skipped(
     pipelines.enqueue_job(kind, {about: "another one", **params})
     job, run = dispatch_until_ended(pipelines)
 
-    assert job.status == JobStatus.COMPLETED and run.artifacts == []
+    assert job.status == JobStatus.COMPLETED
+    assert run.artifacts == [first.path]  # what a later member using its outputs gets
     calls = [r for r in fake_llm.stats()["requests"] if r.get("messages")]
     assert len(calls) == 3  # the draft and two rewrites
     assert "angle" in json.dumps(calls[-1]["messages"])  # a rewrite asks for another angle
