@@ -87,13 +87,15 @@ def test_a_freed_slot_starts_the_next_job_without_waiting_for_a_poll(
         handler.wait_started("first")
         assert status_of(looping, second) == JobStatus.QUEUED
         handler.release("first")
+        # Well inside the 5 s poll however loaded the machine is: a start this soon was
+        # woken by the slot's end (its speed is the benchmark's hand-off row).
         wait_for(
             lambda: status_of(looping, second) != JobStatus.QUEUED,
-            timeout=1,
+            timeout=4,
             what="the second job to start (poll_interval is 5 s)",
         )
         gap = run_of(looping, second).started_at - run_of(looping, first).finished_at
-        assert gap.total_seconds() < 0.5
+        assert gap.total_seconds() < 2.5
     finally:
         handler.release_all()
         assert looping.stop(timeout=10)
