@@ -101,7 +101,6 @@ async def research_pipeline(
     started = time.monotonic()
     logger = get_run_logger()
     check_on_duplicate(on_duplicate)
-    directory = output_root(output_dir)
     tries, avoid = 1 + rewrites(), None
     for attempt in range(1, tries + 1):
         request = build_research_prompt(topic=topic, tags=tags, avoid=avoid)
@@ -113,7 +112,7 @@ async def research_pipeline(
         avoid = novelty.nearest.title if novelty.nearest else card.title
     else:
         return end_as_duplicate(novelty, tries=tries, on_duplicate=on_duplicate)
-    path = save_card(card, directory=directory)
+    path = save_card(card, directory=output_root(output_dir))  # created once there is a card
     accepted = await accept(
         "research",
         path,

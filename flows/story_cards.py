@@ -14,6 +14,7 @@ from prefect import get_run_logger, tags
 from prefect.runtime import flow_run
 
 from flows.library import OutputItem, find_cards, get_output, output_at, pick_cards
+from flows.library.context import CONTEXT_TAGS
 from flows.llm import LLMResponseError
 from flows.tasks import require_text
 
@@ -128,4 +129,5 @@ async def _on_topic(
 
 
 def _run_tags() -> list[str]:
-    return [tag for tag in flow_run.tags if tag.split(":", 1)[0] in ("llmsched", "job", "group")]
+    kept = ("llmsched", *CONTEXT_TAGS)
+    return [tag for tag in flow_run.tags if tag.split(":", 1)[0] in kept]

@@ -13,6 +13,10 @@ scheduler_run_id: ContextVar[int | None] = ContextVar("scheduler_run_id", defaul
 the flow (a Prefect flow run does not know it)."""
 
 
+CONTEXT_TAGS = ("job", "group")
+"""The flow run tags (`job:<id>`, `group:<id>`) that link outputs and usage to the run."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     job_id: int | None = None
@@ -26,7 +30,7 @@ def run_context_from(flow_run_id: str | None, tags: Iterable[str]) -> RunContext
     found: dict[str, int] = {}
     for tag in tags:
         name, sep, value = str(tag).partition(":")
-        if sep and name in ("job", "group") and value.isdigit() and name not in found:
+        if sep and name in CONTEXT_TAGS and value.isdigit() and name not in found:
             found[name] = int(value)
     return RunContext(
         job_id=found.get("job"),

@@ -105,6 +105,13 @@ class UsageRecord(LibraryModel, table=True):
             sqlite_where=sa.text("group_id IS NOT NULL"),
             postgresql_where=sa.text("group_id IS NOT NULL"),
         ),
+        # A saved output sums its own run's calls (flows/accepting.py), once per output.
+        sa.Index(
+            "ix_usage_flow_run",
+            "flow_run_id",
+            sqlite_where=sa.text("flow_run_id IS NOT NULL"),
+            postgresql_where=sa.text("flow_run_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 
+from flows import story as story_module
 from flows.library import get_output, list_outputs, output_at, usage_summary
 from flows.library.caps import DAILY_CAP_ENV, GROUP_CAP_ENV
 from flows.library.prices import PRICES_FILE_ENV, cost_usd
 from flows.pipelines import install_pipelines
+from flows.structures import Structure, pick_structure
 from scheduler_core import JobStatus, SchedulerService
 from tests.flows.support import dispatch_until_ended
 from tests.llm_server.process import LLMServerProcess
@@ -55,8 +58,18 @@ def front_matter(path: str) -> dict[str, Any]:
 
 
 def test_research_feeds_two_stories_of_a_group(
-    pipelines: SchedulerService, fake_llm: LLMServerProcess, out_dir: Path
+    pipelines: SchedulerService,
+    fake_llm: LLMServerProcess,
+    out_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    picked_with: list[list[str]] = []  # the history each pick was given
+
+    def pick(recent: Sequence[str], **options: Any) -> Structure:
+        picked_with.append(list(recent))
+        return pick_structure(recent, **options)
+
+    monkeypatch.setattr(story_module, "pick_structure", pick)
     common = {"model": HOSTED, "output_dir": str(out_dir), "length": 200}
     research, first, second = run_group(
         pipelines,
@@ -98,11 +111,11 @@ def test_research_feeds_two_stories_of_a_group(
             run.run_id,
             run.flow_run_id,
         )
-    # Consecutive stories never share a structure (the picker reads the library's history).
-    assert (
-        front_matter(first.artifacts[0])["structure"]
-        != front_matter(second.artifacts[0])["structure"]
-    )
+    # The picker was given the library's history: the second story saw the first's
+    # structure as the latest, so it could not repeat it.
+    first_structure = front_matter(first.artifacts[0])["structure"]
+    assert picked_with[-1][-1] == first_structure
+    assert front_matter(second.artifacts[0])["structure"] != first_structure
 
 
 def test_a_research_topic_is_researched_first_when_the_library_has_no_card(

@@ -49,7 +49,7 @@ def test_broken_json_fails_the_run_naming_the_model(
             research_pipeline(topic="tides", model="ollama/broken-json", output_dir=str(out_dir))
         )
 
-    assert not any(out_dir.iterdir())
+    assert not out_dir.exists()  # no card: nothing written, not even its directory
 
 
 def test_empty_topic_fails_before_the_model_is_called(
@@ -59,6 +59,7 @@ def test_empty_topic_fails_before_the_model_is_called(
         asyncio.run(research_pipeline(topic="", model="ollama/qwen3:30b", output_dir=str(out_dir)))
 
     assert fake_llm.stats()["requests"] == []
+    assert not out_dir.exists()
 
 
 GOOD: dict[str, Any] = {
