@@ -14,6 +14,11 @@ from typing import Any
 from scheduler_core import ExecutionContext, JobStatus, SchedulerService
 
 
+def ready_file(out: Path) -> Path:
+    """Where a process says it is open and registered, before it waits at the start line."""
+    return out.with_name(out.name + ".ready")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -28,6 +33,7 @@ def main() -> int:
 
     svc = SchedulerService.open(args.url, retry_backoff_seconds=0, poll_interval=0.05)
     svc.register("noop", record)
+    ready_file(args.out).touch()  # the parent starts the race once both are here
     deadline = time.monotonic() + 30
     while not args.go.exists() and time.monotonic() < deadline:
         time.sleep(0.005)  # start line: both processes begin together

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from scheduler_core import JobRunStatus, JobStatus, SchedulerService
 from scheduler_core.tables import JobRunRecord
+from tests.conftest import wait_for
+from tests.scheduler.dispatcher_process import ready_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +45,13 @@ def test_two_dispatcher_processes_never_run_a_job_twice(
         )
         for out in outs
     ]
+    # Imports take a second or more on a loaded machine, in which one process alone could
+    # drain the queue: the race starts once both wait at the line.
+    wait_for(
+        lambda: all(ready_file(out).exists() for out in outs) or any(p.poll() for p in procs),
+        timeout=120,
+        what="both dispatcher processes to be ready",
+    )
     go.touch()
     for p in procs:
         assert p.wait(timeout=240) == 0
