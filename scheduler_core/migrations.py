@@ -50,19 +50,22 @@ def _slots(ops: Operations) -> None:
     """v5: the slot a running job occupies (a resource class, or a worker's instance of it)."""
     ops.add_column("job", sa.Column("slot", sa.String(64), nullable=True))
     ops.execute("UPDATE job SET slot = resource WHERE status = 'RUNNING'")
-    running = sa.text("status = 'RUNNING'")
-    ops.create_index(
-        "ix_job_running_slot",
-        "job",
-        ["slot", "status"],
-        sqlite_where=running,
-        postgresql_where=running,
-    )
+    running = tables.only_where("status = 'RUNNING'")
+    ops.create_index("ix_job_running_slot", "job", ["slot", "status"], **running)
 
 
 def _wakeups(ops: Operations) -> None:
     """v6: PostgreSQL notifies workers of changed jobs (wakeups.py)."""
     install_trigger(ops.get_bind())
+
+
+def _partial_ids(ops: Operations) -> None:
+    """v7: the unique indexes of jobs' external ids and keys hold only the jobs that have
+    one (an enqueue without them writes no entry)."""
+    for column in ("external_id", "key"):
+        ops.drop_index(f"ix_job_{column}", table_name="job")
+        where = tables.only_where(f"{column} IS NOT NULL")
+        ops.create_index(f"ix_job_{column}", "job", [column], unique=True, **where)
 
 
 STEPS: dict[int, Callable[[Operations], None]] = {
@@ -71,6 +74,7 @@ STEPS: dict[int, Callable[[Operations], None]] = {
     4: _keys,
     5: _slots,
     6: _wakeups,
+    7: _partial_ids,
 }
 """The step that brings a database to each version."""
 

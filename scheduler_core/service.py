@@ -277,7 +277,7 @@ class SchedulerService(DirectExecution, Dispatching):
                 key,
                 find=lambda: self.job_by_key(spec.key or ""),
                 same=lambda found: keys.same_job(found, spec),
-                insert=lambda: self.db.write(
+                insert=lambda: self.db.write_standalone(
                     lambda c: self.store.insert_jobs(c, [spec], now=utcnow())
                 )[0],
             )

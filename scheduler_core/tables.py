@@ -29,6 +29,11 @@ from scheduler_core.statuses import (
 from scheduler_core.values import Job, JobGroup, JobRun, Reservation, Worker, utcnow
 
 
+def only_where(condition: str) -> dict[str, Any]:
+    """The keyword arguments of an index that holds only the rows meeting `condition`."""
+    return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
+
+
 def _ts(*, required: bool = False) -> Any:
     if required:
         return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -59,24 +64,32 @@ class JobRecord(Job, table=True):
             "ix_job_group_sequence",
             "group_id",
             "sequence",
-            sqlite_where=sa.text("group_id IS NOT NULL"),
-            postgresql_where=sa.text("group_id IS NOT NULL"),
+            **only_where("group_id IS NOT NULL"),
         ),
         # Partial: only RUNNING jobs, a few, are in it; a claim counts a slot's in it.
         sa.Index(
             "ix_job_running_slot",
             "slot",
             "status",  # so that the count is covered by the index
-            sqlite_where=sa.text("status = 'RUNNING'"),
-            postgresql_where=sa.text("status = 'RUNNING'"),
+            **only_where("status = 'RUNNING'"),
         ),
-        sa.Index("ix_job_external_id", "external_id", unique=True),
-        sa.Index("ix_job_key", "key", unique=True),
+        # Partial: most jobs have neither, and each index entry is paid at every enqueue.
+        sa.Index(
+            "ix_job_external_id",
+            "external_id",
+            unique=True,
+            **only_where("external_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_job_key",
+            "key",
+            unique=True,
+            **only_where("key IS NOT NULL"),
+        ),
         sa.Index(
             "ix_job_retry_of",
             "retry_of",
-            sqlite_where=sa.text("retry_of IS NOT NULL"),
-            postgresql_where=sa.text("retry_of IS NOT NULL"),
+            **only_where("retry_of IS NOT NULL"),
         ),
     )
 
@@ -165,7 +178,7 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime = _ts(required=True)
 
 
-SCHEMA_VERSION = 6  # migrations.py brings older databases here
+SCHEMA_VERSION = 7  # migrations.py brings older databases here
 
 JOBS: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]

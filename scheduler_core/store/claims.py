@@ -27,9 +27,8 @@ from scheduler_core.store.hot import (
     UNSET_RUN,
     Bindings,
     Hot,
-    dispatch_state,
     first_head,
-    head_skip_locked,
+    heads_skip_locked,
     type_params,
 )
 from scheduler_core.tables import JOBS as J
@@ -76,25 +75,22 @@ class ClaimsStore(StoreBase):
             slot = dict(bindings).get(head.resource, head.resource)
             return self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
         self._dispatch_lock(conn, exclusive=False)
-        state = prepared(conn, dispatch_state(bindings)).all(conn, {"now": now})
+        params = {**type_params(job_types), "now": now}
+        state = prepared(conn, heads_skip_locked(len(job_types), bindings)).all(conn, params)
         if not state or state[0].reserved:
             return None
-        capped = {r.name: r.limit for r in state if r.limit is not None}
-        excluded = {
-            r.name for r in state if not resources.has_room(limit=r.limit, running=r.running)
-        }
+        capped = {r.class_name: r.class_limit for r in state if r.class_limit is not None}
         slots = dict(bindings)
-        while True:
-            names = tuple(r.name for r in state if r.name not in excluded)
-            best = self._best_head(conn, names, job_types, now)
-            if best is None:
-                return None
-            slot = slots.get(best.resource, best.resource)
-            limit = capped.get(best.resource)
+        for head in sorted((r for r in state if r.job_id is not None), key=dispatch_key):
+            slot = slots.get(head.resource, head.resource)
+            limit = capped.get(head.resource)
             if limit is not None and self._slot_is_full(conn, slot, limit):
-                excluded.add(best.resource)
-                continue
-            return self._start(conn, best.job_id, slot=slot, worker_id=worker_id, now=now)
+                continue  # its count changed once the slot's lock was held
+            job = rows.job_in(head)
+            return self._start(
+                conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now, job=job
+            )
+        return None
 
     def _slot_is_full(self, conn: Connection, slot: str, limit: int) -> bool:
         if self.is_postgres:
@@ -103,37 +99,48 @@ class ClaimsStore(StoreBase):
         busy = int(prepared(conn, Hot.running_of).scalar(conn, {"resource": slot}))
         return not resources.has_room(limit=limit, running=busy)
 
-    def _best_head(
-        self, conn: Connection, names: tuple[str, ...], job_types: Sequence[str], now: datetime
-    ) -> Any | None:
-        """PostgreSQL: the first job in dispatch order among the unlocked heads of each
-        resource's queue."""
-        params: dict[str, Any] = {**type_params(job_types), "now": now}
-        head = prepared(conn, head_skip_locked(len(job_types)))
-        heads = [h for r in names if (h := head.first(conn, {**params, "resource": r}))]
-        return min(heads, key=dispatch_key, default=None)
-
     def _start(
-        self, conn: Connection, job_id: int, *, slot: str, worker_id: str, now: datetime
+        self,
+        conn: Connection,
+        job_id: int,
+        *,
+        slot: str,
+        worker_id: str,
+        now: datetime,
+        job: Job | None = None,
     ) -> Claim:
         """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once.
+        With `job` (the row as it is queued) on PostgreSQL, both in one round trip.
 
         The start time is read here, after every lock of the claim is held (on
         PostgreSQL they are taken inside the transaction), so a job never appears to
         start before the run whose end made room for it.
         """
         now = max(now, utcnow())
-        row = prepared(conn, Hot.start_job).first(
-            conn, {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": slot}
-        )
+        params: dict[str, Any] = {
+            "b_job_id": job_id,
+            "b_now": now,
+            "b_worker_id": worker_id,
+            "b_slot": slot,
+        }
+        if job is None or not self.is_postgres:
+            row = prepared(conn, Hot.start_job).first(conn, params)
+            if row is None:
+                raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
+            return self._started(conn, rows.job(row), worker_id=worker_id, now=now)
+        values = self._run_values(conn, job, worker_id=worker_id, now=now)
+        params.update({f"v_{k}": v for k, v in values.items()})
+        row = prepared(conn, Hot.start_job_with_run).first(conn, params)
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
-        return self._started(conn, row, worker_id=worker_id, now=now)
+        started = rows.job_in(row)
+        return self._claim_of(conn, started, values, run_id=row.run_id, now=now)
 
-    def _started(self, conn: Connection, row: Any, *, worker_id: str, now: datetime) -> Claim:
-        """The rest of a start: the job's JobRun, and its group's start."""
-        job = rows.job(row)
-        values: dict[str, Any] = {
+    def _run_values(
+        self, conn: Connection, job: Job, *, worker_id: str, now: datetime
+    ) -> dict[str, Any]:
+        """The new JobRun row of `job`, starting now."""
+        return {
             "job_id": job.job_id,
             "status": JobRunStatus.RUNNING.value,
             "started_at": now,
@@ -143,8 +150,17 @@ class ClaimsStore(StoreBase):
             "artifacts": [],
             "log_path": self.log_path_for(job),
         }
+
+    def _started(self, conn: Connection, job: Job, *, worker_id: str, now: datetime) -> Claim:
+        """The rest of a start: the job's JobRun, and its group's start."""
+        values = self._run_values(conn, job, worker_id=worker_id, now=now)
         insert = prepared(conn, Hot.insert_run)
         run_id = insert.scalar(conn, {f"v_{k}": v for k, v in values.items()})
+        return self._claim_of(conn, job, values, run_id=run_id, now=now)
+
+    def _claim_of(
+        self, conn: Connection, job: Job, values: dict[str, Any], *, run_id: int, now: datetime
+    ) -> Claim:
         if job.group_id is not None:
             prepared(conn, Hot.start_group).run(
                 conn, {"b_group_id": job.group_id, "b_now": now}
@@ -184,7 +200,7 @@ class ClaimsStore(StoreBase):
         if limit is not None and self._slot_is_full(conn, slot, limit):
             return None
         (job,) = self.insert_jobs(conn, [spec], now=now)
-        claim = self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now)
+        claim = self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now, job=job)
         conn.execute(
             sa.update(RES)
             .where(RES.c.reservation_id == reservation_id)

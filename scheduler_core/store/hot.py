@@ -103,17 +103,11 @@ def slot_of(resource: Any, bindings: Bindings) -> Any:
     return sa.case(dict(bindings), value=resource, else_=resource)
 
 
-@functools.cache
-def dispatch_state(bindings: Bindings) -> sa.Select[Any]:
-    """One round trip for everything a PostgreSQL claim must know first: each resource
-    class with its cap and the RUNNING count of its slot, and whether a direct
-    reservation pauses the queue."""
-    return sa.select(
-        RC.c.name,
-        RC.c.limit,
-        running(slot_of(RC.c.name, bindings)).scalar_subquery().label("running"),
-        RESERVED.label("reserved"),
-    ).order_by(RC.c.name)
+def has_room(bindings: Bindings) -> Any:
+    """SQL of rules/resources.has_room for the resource class row RC: uncapped, or its
+    slot (for this worker's `bindings`) runs fewer jobs than the cap."""
+    busy = running(slot_of(RC.c.name, bindings)).correlate(RC).scalar_subquery()
+    return sa.or_(RC.c.limit.is_(None), busy < RC.c.limit)
 
 
 # A direct reservation that pauses the queue (the claim's `now` bound as "now").
@@ -142,6 +136,23 @@ class Hot:
     )
     insert_run = (
         sa.insert(R).values({k: _P(f"v_{k}") for k in RUN_INSERT_KEYS}).returning(R.c.run_id)
+    )
+    # PostgreSQL: the start and its run in one round trip (a data-modifying WITH).
+    _started = start_job.cte("started")
+    start_job_with_run = sa.select(
+        _started,
+        sa.insert(R)
+        .from_select(
+            list(RUN_INSERT_KEYS),
+            sa.select(
+                _started.c.job_id,
+                sa.literal(JobRunStatus.RUNNING.value),
+                *(_P(f"v_{k}", type_=R.c[k].type) for k in RUN_INSERT_KEYS[2:]),
+            ),
+        )
+        .returning(R.c.run_id)
+        .cte("run")
+        .c.run_id,
     )
     insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
     insert_one_job = (
@@ -199,9 +210,27 @@ def eligible(n_types: int) -> sa.Select[Any]:
 
 
 @functools.cache
-def head_skip_locked(n_types: int) -> sa.Select[Any]:
-    """PostgreSQL: the first job of one resource that no other claim has locked."""
-    return eligible(n_types).where(J.c.resource == _P("resource")).with_for_update(skip_locked=True)
+def heads_skip_locked(n_types: int, bindings: Bindings = ()) -> sa.Select[Any]:
+    """PostgreSQL, in one round trip: each resource class (`class_name`, `class_limit`)
+    with the first job of its queue that no other claim has locked, locked, if the
+    class's slot has room and no direct reservation pauses the queue (else no job);
+    `reserved` says whether one does."""
+    head = (
+        eligible(n_types)
+        .where(J.c.resource == RC.c.name, has_room(bindings), ~RESERVED)
+        .with_for_update(skip_locked=True)
+        .lateral("head")
+    )
+    return (
+        sa.select(
+            RC.c.name.label("class_name"),
+            RC.c.limit.label("class_limit"),
+            RESERVED.label("reserved"),
+            *head.c,
+        )
+        .select_from(RC.outerjoin(head, sa.true()))
+        .order_by(RC.c.name)
+    )
 
 
 @functools.cache
@@ -221,15 +250,11 @@ def first_head(n_types: int, bindings: Bindings = ()) -> sa.Select[Any]:
         .correlate(RC)
         .scalar_subquery()
     )
-    busy = running(slot_of(RC.c.name, bindings)).correlate(RC).scalar_subquery()
     head = J.alias("head")
     return (
         sa.select(head.c.job_id, head.c.resource)
         .select_from(RC.join(head, head.c.job_id == head_id))
-        .where(
-            sa.or_(RC.c.limit.is_(None), busy < RC.c.limit),  # rules/resources.has_room
-            ~RESERVED,
-        )
+        .where(has_room(bindings), ~RESERVED)
         .order_by(*dispatch_order(head))
         .limit(1)
     )

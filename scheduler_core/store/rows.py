@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, TypeVar
 
+from scheduler_core.tables import JOBS
 from scheduler_core.values import Job, JobGroup, JobRun
 
 M = TypeVar("M", Job, JobRun, JobGroup)
@@ -27,6 +28,9 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+_JOB_COLUMNS = tuple(column.key for column in JOBS.columns)
+
+
 def value(model: type[M], data: dict[str, Any]) -> M:
     """A public value from one of our own rows (every field, valid values): only the
     status/origin strings become their enums. What `model_construct` does, without
@@ -44,6 +48,11 @@ def value(model: type[M], data: dict[str, Any]) -> M:
 
 def job(row: Any) -> Job:
     return value(Job, row._asdict())
+
+
+def job_in(row: Any) -> Job:
+    """The job of a row that holds the job's columns and more (a claim's head)."""
+    return value(Job, {name: getattr(row, name) for name in _JOB_COLUMNS})
 
 
 def run(row: Any) -> JobRun:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from scheduler_core import JobStatus, SchedulerService
+from scheduler_core.errors import DuplicateExternalIdError
 from scheduler_core.tables import SCHEMA_VERSION
 from tests.conftest import TEST_SETTINGS
+
+
+def _set_version(conn: sa.Connection, version: int) -> None:
+    """Record the database as one an earlier release left at `version`."""
+    conn.execute(sa.text("DELETE FROM schema_version"))
+    conn.execute(
+        sa.text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)"),
+        {"v": version, "t": "2026-01-01 00:00:00+00:00"},
+    )
 
 
 def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
@@ -30,11 +41,7 @@ def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
             for column in ("timeout_seconds", "cancel_requested", "external_id", "key", "slot"):
                 conn.execute(sa.text(f"ALTER TABLE job DROP COLUMN {column}"))
             conn.execute(sa.text("ALTER TABLE job_group DROP COLUMN key"))
-            conn.execute(sa.text("DELETE FROM schema_version"))
-            conn.execute(
-                sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"),
-                {"t": job.created_at.isoformat(" ")},
-            )
+            _set_version(conn, 1)
 
         svc.db.write(downgrade)
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
@@ -63,3 +70,44 @@ def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
             )
             == SCHEMA_VERSION
         )
+
+
+def test_a_version_6_database_gets_partial_id_indexes_that_still_refuse_duplicates(
+    db_url: str,
+) -> None:
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        svc.register("job", lambda params: None)
+        first = svc.enqueue_job("job", external_id="flow-run-1", key="k1")
+
+        def to_version_6(conn: sa.Connection) -> None:  # unique over every row, NULLs too
+            for column in ("external_id", "key"):
+                conn.execute(sa.text(f"DROP INDEX ix_job_{column}"))
+                conn.execute(sa.text(f"CREATE UNIQUE INDEX ix_job_{column} ON job ({column})"))
+            _set_version(conn, 6)
+
+        svc.db.write(to_version_6)
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        svc.register("job", lambda params: None)
+
+        def definitions(conn: sa.Connection) -> list[str]:
+            if conn.dialect.name == "sqlite":
+                query = (
+                    "SELECT sql FROM sqlite_master "
+                    "WHERE name IN ('ix_job_external_id', 'ix_job_key')"
+                )
+            else:
+                query = (
+                    "SELECT indexdef FROM pg_indexes "
+                    "WHERE indexname IN ('ix_job_external_id', 'ix_job_key') "
+                    "AND schemaname = current_schema()"
+                )
+            return [str(d) for (d,) in conn.execute(sa.text(query))]
+
+        found = svc.db.read(definitions)
+        assert len(found) == 2 and all("IS NOT NULL" in d for d in found), found
+        assert svc.enqueue_job("job", key="k1").job_id == first.job_id  # still one per key
+        with pytest.raises(DuplicateExternalIdError):
+            svc.enqueue_job("job", external_id="flow-run-1")
+        svc.enqueue_job("job")  # jobs without either: any number
+        svc.enqueue_job("job")
+        assert len(svc.list_jobs()) == 3
