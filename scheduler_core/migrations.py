@@ -68,6 +68,11 @@ def _partial_ids(ops: Operations) -> None:
         ops.create_index(f"ix_job_{column}", "job", [column], unique=True, **where)
 
 
+def _narrower_wakeups(ops: Operations) -> None:
+    """v8: PostgreSQL notifies workers only of changes another worker could claim for."""
+    install_trigger(ops.get_bind())
+
+
 STEPS: dict[int, Callable[[Operations], None]] = {
     2: _job_timeout,
     3: _job_control,
@@ -75,6 +80,7 @@ STEPS: dict[int, Callable[[Operations], None]] = {
     5: _slots,
     6: _wakeups,
     7: _partial_ids,
+    8: _narrower_wakeups,
 }
 """The step that brings a database to each version."""
 

@@ -1,8 +1,9 @@
 """Wake-ups across processes: a worker learns of work queued, and of a slot freed, by
 another process at once, not at its next poll (`poll_interval`).
 
-- PostgreSQL: a statement trigger on `job` (migrations.py) notifies `CHANNEL` whenever
-  jobs are inserted or change status or hold, in the writer's transaction, so the
+- PostgreSQL: statement triggers on `job` (migrations.py) notify `CHANNEL` when jobs
+  are inserted or become claimable, and when a RUNNING job's end frees what another
+  worker may wait for (`_SLOT_FREED`), in the writer's transaction, so the
   notification arrives at its commit. Each worker LISTENs on a connection of its own.
 - SQLite: each worker reads `PRAGMA data_version` on a connection of its own; it
   changes whenever another connection commits. It is read every `SQLITE_INTERVAL`
@@ -27,6 +28,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from scheduler_core.statuses import JobStatus, ReservationStatus
+
 log = logging.getLogger("scheduler_core.wakeups")
 
 CHANNEL = "llmsched_wakeup"
@@ -36,11 +39,35 @@ LISTEN_TIMEOUT = 0.5  # seconds a LISTEN wait lasts before the stop flag is chec
 RETRY_SECONDS = 1.0
 CONNECT_TIMEOUT = 5
 
+# The payload is the schema of the changed table: schedulers sharing one database in
+# schemas of their own wake only their own workers.
+_NOTIFY = f"PERFORM pg_notify('{CHANNEL}', TG_TABLE_SCHEMA)"
+_QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+# What another worker could claim for: jobs inserted, a job that became claimable (back
+# in the queue, a group's next member released), and a RUNNING job's end when it frees
+# a capped slot or a direct reservation waits for a slot. A claim, and the end of an
+# uncapped job, change nothing another worker could use: they send nothing, so a busy
+# worker's own commits do not wake every worker (each wake-up costs a thread switch).
+_CLAIMABLE = f"(n.status = '{_QUEUED}' AND NOT n.held AND (o.status <> '{_QUEUED}' OR o.held))"
+_SLOT_FREED = (
+    f"(o.status = '{_RUNNING}' AND n.status <> '{_RUNNING}' AND ("
+    "EXISTS (SELECT 1 FROM resource_class rc WHERE rc.name IN (o.resource, o.slot) "
+    'AND rc."limit" IS NOT NULL) OR EXISTS (SELECT 1 FROM reservation r '
+    f"WHERE r.status = '{ReservationStatus.ACTIVE.value}')))"
+)
 _TRIGGER = (
     "CREATE OR REPLACE FUNCTION llmsched_wakeup() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    f"BEGIN PERFORM pg_notify('{CHANNEL}', ''); RETURN NULL; END $$",
-    "CREATE OR REPLACE TRIGGER job_wakeup AFTER INSERT OR UPDATE OF status, held ON job "
+    f"BEGIN {_NOTIFY}; RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION llmsched_wakeup_on_update() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN IF EXISTS (SELECT 1 FROM new_rows n JOIN old_rows o "
+    f"ON o.job_id = n.job_id WHERE {_CLAIMABLE} OR {_SLOT_FREED}) THEN {_NOTIFY}; "
+    "END IF; RETURN NULL; END $$",
+    "DROP TRIGGER IF EXISTS job_wakeup ON job",  # schema v6's: every insert and update
+    "CREATE OR REPLACE TRIGGER job_wakeup_insert AFTER INSERT ON job "
     "FOR EACH STATEMENT EXECUTE FUNCTION llmsched_wakeup()",
+    "CREATE OR REPLACE TRIGGER job_wakeup_update AFTER UPDATE ON job "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION llmsched_wakeup_on_update()",
 )
 
 
@@ -85,10 +112,14 @@ class Wakeups:
 
         conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            schema = conn.execute("SELECT current_schema()").fetchone()
+            mine = schema[0] if schema else None  # the schema our tables are found in
             conn.execute(f"LISTEN {CHANNEL}")
             self.notify()  # what changed while not listening
             while not self._stop.is_set():
-                changed = any(True for _ in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=1))
+                changed = any(
+                    n.payload == mine for n in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=1)
+                )
                 if changed and self.wanted():
                     self.notify()
 
