@@ -83,11 +83,12 @@ class Dispatching:
         """Claim the next eligible job for this worker (the loop's and dispatch_one's step)."""
         if self.membership.slots is None:
             self.membership.register(slots=1)
-        return self._claimed(self._claim_in)
+        return self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
 
-    def _claim_in(self, conn: Connection) -> Claim | None:
-        return self.store.claim_next(
+    def _claim_in(self, conn: Connection, count: int = 1) -> list[Claim]:
+        return self.store.claim_many(
             conn,
+            count,
             worker_id=self.worker_id,
             job_types=self.registry.names(),
             now=utcnow(),
@@ -279,9 +280,8 @@ class Dispatching:
 
         def write(conn: Connection) -> list[tuple[Finish, Claim | None]]:
             finishes = [self.store.finish(conn, c, o, now=utcnow()) for c, o in ends]
-            claims: list[Claim | None] = []
-            for _ in ends:
-                claims.append(self._claim_in(conn) if not claims or claims[-1] else None)
+            claims: list[Claim | None] = list(self._claim_in(conn, len(ends)))
+            claims += [None] * (len(ends) - len(claims))
             return list(zip(finishes, claims, strict=True))
 
         with self.holdings.claiming():

@@ -64,40 +64,73 @@ class ClaimsStore(StoreBase):
         `bindings`: the worker's instances of resource classes (Registry.bind); a job of
         a bound class occupies, and is capped by, the worker's instance of it.
         """
-        if not job_types:
-            return None
+        claims = self.claim_many(
+            conn, 1, worker_id=worker_id, job_types=job_types, now=now, bindings=bindings
+        )
+        return claims[0] if claims else None
+
+    def claim_many(
+        self,
+        conn: Connection,
+        count: int,
+        *,
+        worker_id: str,
+        job_types: Sequence[str],
+        now: datetime,
+        bindings: Bindings = (),
+    ) -> list[Claim]:
+        """Up to `count` claims in one transaction, as `count` claim_next calls in a row
+        would make them (dispatch order, caps, reservations), for slots that are free
+        together. On PostgreSQL the heads are read in one statement and the dispatch
+        lock taken once."""
+        if not job_types or count < 1:
+            return []
+        params: dict[str, Any] = {**type_params(job_types), "now": now}
         if not self.is_postgres:
-            params: dict[str, Any] = type_params(job_types)
-            params["now"] = now
-            head = prepared(conn, first_head(len(job_types), bindings)).first(conn, params)
-            if head is None:
-                return None
-            slot = dict(bindings).get(head.resource, head.resource)
-            return self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
+            claims: list[Claim] = []
+            first = prepared(conn, first_head(len(job_types), bindings))
+            while len(claims) < count and (head := first.first(conn, params)) is not None:
+                slot = dict(bindings).get(head.resource, head.resource)
+                claims.append(
+                    self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
+                )
+            return claims
         self._dispatch_lock(conn, exclusive=False)
-        params = {**type_params(job_types), "now": now}
-        state = prepared(conn, heads_skip_locked(len(job_types), bindings)).all(conn, params)
+        state = prepared(conn, heads_skip_locked(len(job_types), bindings)).all(
+            conn, {**params, "n": count}
+        )
         if not state or state[0].reserved:
-            return None
+            return []
         capped = {r.class_name: r.class_limit for r in state if r.class_limit is not None}
         slots = dict(bindings)
+        busy: dict[str, int] = {}  # capped slots: RUNNING, counted under the slot's lock
+        claims = []
         for head in sorted((r for r in state if r.job_id is not None), key=dispatch_key):
+            if len(claims) == count:
+                break
             slot = slots.get(head.resource, head.resource)
             limit = capped.get(head.resource)
-            if limit is not None and self._slot_is_full(conn, slot, limit):
-                continue  # its count changed once the slot's lock was held
+            if limit is not None:
+                if slot not in busy:
+                    busy[slot] = self._running_in(conn, slot)
+                if not resources.has_room(limit=limit, running=busy[slot]):
+                    continue
+                busy[slot] += 1
             job = rows.job_in(head)
-            return self._start(
-                conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now, job=job
+            claims.append(
+                self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now, job=job)
             )
-        return None
+        return claims
+
+    def _running_in(self, conn: Connection, slot: str) -> int:
+        """The RUNNING jobs of a capped slot; on PostgreSQL with the slot's row locked, so
+        that claims of the slot are serialised across processes until this one commits."""
+        if self.is_postgres:
+            prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
+        return int(prepared(conn, Hot.running_of).scalar(conn, {"resource": slot}))
 
     def _slot_is_full(self, conn: Connection, slot: str, limit: int) -> bool:
-        if self.is_postgres:
-            # Serialise claims of a capped slot across processes.
-            prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
-        busy = int(prepared(conn, Hot.running_of).scalar(conn, {"resource": slot}))
-        return not resources.has_room(limit=limit, running=busy)
+        return not resources.has_room(limit=limit, running=self._running_in(conn, slot))
 
     def _start(
         self,

@@ -20,7 +20,7 @@ from scheduler_core.store.hot import QUEUED, RUNNING, Hot
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import LEASES as L
 from scheduler_core.tables import RUNS as R
-from scheduler_core.values import Claim, Finish, Job, JobGroup, Outcome
+from scheduler_core.values import Claim, Finish, Job, JobGroup, JobRun, Outcome
 
 
 class FinishStore(StoreBase):
@@ -67,10 +67,21 @@ class FinishStore(StoreBase):
                 f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
                 "it was finished elsewhere (recovered as crashed?)"
             )
-        # A RUNNING job's row changes only here (its run gains a flow run id, so the run
-        # is read back): the claimed value plus its end is the row.
+        # A RUNNING job's row changes only here, its run's only here and in gaining a flow
+        # run id (returned): the claimed values plus their ends are the rows.
         job = claim.job.model_copy(update={"status": job_status, "finished_at": now})
-        run = rows.run(run_row)
+        run = rows.value(
+            JobRun,
+            {
+                **claim.run.__dict__,
+                "status": outcome.status.value,
+                "finished_at": now,
+                "exit_code": outcome.exit_code,
+                "error": outcome.error,
+                "artifacts": params["b_artifacts"],
+                "flow_run_id": run_row.flow_run_id,
+            },
+        )
         group = self.get_group(conn, job.group_id) if job.group_id is not None else None
         retry_at = automatic_retry_at(
             job,

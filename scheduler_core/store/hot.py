@@ -173,7 +173,9 @@ class Hot:
             error=_P("b_error"),
             artifacts=_P("b_artifacts", type_=R.c.artifacts.type),
         )
-        .returning(*R.c)
+        # The only column of a RUNNING run that changes after its start (store/leases.py
+        # `set_flow_run_id`); the rest is known (store/finish.py).
+        .returning(R.c.flow_run_id)
     )
     finish_job = (
         sa.update(J)
@@ -212,12 +214,13 @@ def eligible(n_types: int) -> sa.Select[Any]:
 @functools.cache
 def heads_skip_locked(n_types: int, bindings: Bindings = ()) -> sa.Select[Any]:
     """PostgreSQL, in one round trip: each resource class (`class_name`, `class_limit`)
-    with the first job of its queue that no other claim has locked, locked, if the
-    class's slot has room and no direct reservation pauses the queue (else no job);
-    `reserved` says whether one does."""
+    with the first `n` jobs of its queue that no other claim has locked, locked, if the
+    class's slot has room and no direct reservation pauses the queue (else a row with
+    no job); `reserved` says whether one does."""
     head = (
         eligible(n_types)
         .where(J.c.resource == RC.c.name, has_room(bindings), ~RESERVED)
+        .limit(_P("n"))
         .with_for_update(skip_locked=True)
         .lateral("head")
     )

@@ -27,6 +27,7 @@ from scheduler_core.webhooks.events import (
 )
 
 _WAKE = "scheduler_core.webhooks.wake"
+_ENDPOINTS = "scheduler_core.webhooks.endpoints"  # read once per transaction
 
 
 def request_wake(conn: Connection) -> None:
@@ -35,7 +36,9 @@ def request_wake(conn: Connection) -> None:
 
 
 def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> None:
-    endpoints = prepared(conn, deliveries.ENABLED_ENDPOINTS).all(conn)
+    endpoints = conn.info.get(_ENDPOINTS)
+    if endpoints is None:  # the first end in this transaction (slots' ends share one)
+        endpoints = conn.info[_ENDPOINTS] = prepared(conn, deliveries.ENABLED_ENDPOINTS).all(conn)
     targets = [e.endpoint_id for e in endpoints if matches(event_type, e.events)]
     if not targets:
         return
@@ -56,6 +59,7 @@ class WebhooksPlugin(Plugin):
         _write(conn, lambda: group_event(group), group_event_type(group))
 
     def after_write(self, conn: Connection, committed: bool) -> None:
+        conn.info.pop(_ENDPOINTS, None)
         if conn.info.pop(_WAKE, False):
             self.sender.wake()  # a rolled-back transaction wakes it too: it finds nothing
 

@@ -3,6 +3,8 @@ written; filters, disabling and removal decide who receives what; group events."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
@@ -15,6 +17,7 @@ from scheduler_core.webhooks import (
     WebhookDispatcher,
     WebhookEndpointNotFoundError,
     add_webhook_endpoint,
+    install_webhooks,
     list_webhook_deliveries,
     list_webhook_endpoints,
     redeliver,
@@ -22,7 +25,7 @@ from scheduler_core.webhooks import (
     set_webhook_endpoint_enabled,
 )
 from tests.webhooks.conftest import ReceiverFactory
-from tests.webhooks.support import delivered_payloads, drain, wait_deliveries
+from tests.webhooks.support import LOCAL_RECEIVERS, delivered_payloads, drain, wait_deliveries
 
 Hooked = tuple[SchedulerService, WebhookDispatcher]
 
@@ -80,6 +83,25 @@ def test_no_endpoint_means_no_outbox_rows(hooked: Hooked) -> None:
         return conn.execute(sa.text("SELECT COUNT(*) FROM webhook_event")).scalar_one()
 
     assert svc.db.read(count) == 0
+
+
+def test_an_endpoint_added_elsewhere_gets_the_next_runs_event(
+    hooked: Hooked, open_service: Callable[..., SchedulerService], receiver: ReceiverFactory
+) -> None:
+    """The endpoints are read once per transaction, never kept from one to the next."""
+    svc, _ = hooked
+    svc.enqueue_job("e2e", {"name": "before"})
+    drain(svc)  # its end read "no endpoints" on this worker's connection
+    elsewhere = open_service()  # as another process would
+    install_webhooks(elsewhere, **LOCAL_RECEIVERS)
+    add_webhook_endpoint(elsewhere, receiver().url)
+    svc.enqueue_job("e2e", {"name": "after"})
+    drain(svc)
+
+    def events(conn: sa.Connection) -> list[str]:
+        return [e for (e,) in conn.execute(sa.text("SELECT event_type FROM webhook_event"))]
+
+    assert svc.db.read(events) == ["job.run.completed"]
 
 
 def test_filters_and_disabled_endpoints_route_events(
