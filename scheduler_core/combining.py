@@ -4,8 +4,10 @@ SQLite has one writer and Python one interpreter lock, so slots that each wait f
 own write transaction spend more time handing the lock over than writing: more slots
 made a worker slower. Here the first slot to arrive writes the ends of every slot
 waiting behind it in one transaction (and their next claims); the others sleep until it
-is done. A batch that fails is not retried as a batch: every slot then writes its own
-end alone, the way it would without combining, so a fault (a stale claim, the database
+is done. On SQLite only: PostgreSQL runs the slots' transactions side by side, each
+waiting on its own round trips, and putting them in line behind one was slower there.
+A batch that fails is not retried as a batch: every slot then writes its own end
+alone, the way it would without combining, so a fault (a stale claim, the database
 going away) is met by the code that knows that job.
 """
 

@@ -262,7 +262,10 @@ class Dispatching:
                     lambda c: self.store.finish(c, claim, outcome, now=utcnow())
                 ), None
 
-            finish, next_claim = self._combined_ends.submit((claim, outcome))
+            if self.db.is_sqlite:  # one writer: slots that end together share a write
+                finish, next_claim = self._combined_ends.submit((claim, outcome))
+            else:  # concurrent transactions, each waiting on its own round trips
+                finish, next_claim = self._finish_then_claim([(claim, outcome)])[0]
             return finish, next_claim
         finally:
             if next_claim is None:  # a slot is free (else this thread took it again)
