@@ -13,6 +13,7 @@ import time
 OUT_ENV = "BENCH_PEERS_OUT"  # the record file of the worker started with it
 DB_ENV = "BENCH_PEERS_DB"  # the system's database (a URL or a file path)
 EXCLUSIVE = "exclusive"  # the resource (lock, queue, entrypoint) limited to one job
+ALTERNATING = ("exclusive_a", "exclusive_b")  # two job types on EXCLUSIVE (ours only)
 
 
 class Recorder:

@@ -1,6 +1,6 @@
 """Worker processes for ours and for the raw baseline, each draining one database.
 
-    python -m bench.peers_ours ours URL HOME SLOTS OUT
+    python -m bench.peers_ours ours URL HOME SLOTS OUT [ONLY]   (ONLY: one ALTERNATING type)
     python -m bench.peers_ours raw  URL-OR-FILE KIND SLOTS OUT   (KIND: noop or exclusive)
 
 Ours is the real worker loop: `start(concurrency=SLOTS)` until SIGTERM, then `stop()`.
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peers_common import EXCLUSIVE, Recorder
+from bench.peers_common import ALTERNATING, EXCLUSIVE, Recorder
 
 RAW_TABLE = (
     "CREATE TABLE raw_job (id {pk}, n INT NOT NULL, priority INT NOT NULL, "
@@ -40,8 +40,9 @@ RAW_HEAD = (
 IDLE = 0.001  # the raw loop's poll when nothing is claimable
 
 
-def register(svc: Any, rec: Recorder | None) -> None:
-    """Our two job types; the parent registers them too (without a recorder) to enqueue."""
+def register(svc: Any, rec: Recorder | None, only: str | None = None) -> None:
+    """Our job types; the parent registers them too (without a recorder) to enqueue.
+    `only`: register just that one of ALTERNATING (a worker of the cross-process drain)."""
 
     def noop(params: dict[str, Any]) -> None:
         if rec:
@@ -51,17 +52,21 @@ def register(svc: Any, rec: Recorder | None) -> None:
         if rec:
             rec.run(params["n"], params["seconds"])
 
-    svc.register("noop", noop)
-    svc.register(EXCLUSIVE, exclusive, resource=EXCLUSIVE)
+    if only is None:
+        svc.register("noop", noop)
+        svc.register(EXCLUSIVE, exclusive, resource=EXCLUSIVE)
+    for name in ALTERNATING:
+        if only in (None, name):
+            svc.register(name, exclusive, resource=EXCLUSIVE)
 
 
-def ours(url: str, home: str, slots: int, out: str) -> None:
+def ours(url: str, home: str, slots: int, out: str, only: str | None = None) -> None:
     from scheduler_core import SchedulerService
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     svc = SchedulerService.open(url, home=Path(home), retry_backoff_seconds=0)
-    register(svc, Recorder(out))
+    register(svc, Recorder(out), only)
     svc.start(concurrency=slots)
     stop.wait()
     svc.stop(timeout=30)
@@ -131,6 +136,6 @@ def raw(target: str, slots: int, out: str, exclusive: bool) -> None:
 if __name__ == "__main__":
     kind, target, home, slots, out = sys.argv[1:6]
     if kind == "ours":
-        ours(target, home, int(slots), out)
+        ours(target, home, int(slots), out, *sys.argv[6:7])
     else:
         raw(target, int(slots), out, home == EXCLUSIVE)

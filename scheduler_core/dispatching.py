@@ -79,11 +79,23 @@ class Dispatching:
         finish = self.execute_claim(claim)
         return finish.job, finish.run
 
-    def claim_next(self) -> Claim | None:
-        """Claim the next eligible job for this worker (the loop's and dispatch_one's step)."""
+    def claim_next(self, *, look_first: bool = False) -> Claim | None:
+        """Claim the next eligible job for this worker (the loop's and dispatch_one's step).
+
+        `look_first` (an idle slot's try): on SQLite, look for a job in a read
+        transaction before taking the write lock, so that workers with nothing to do
+        do not hold the lock in turn while another process waits to write (SQLite's
+        busy handler sleeps for milliseconds between its tries)."""
         if self.membership.slots is None:
             self.membership.register(slots=1)
+        if look_first and self.db.is_sqlite and not self.db.read(self._claimable):
+            return None
         return self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+
+    def _claimable(self, conn: Connection) -> bool:
+        return self.store.has_claimable(
+            conn, job_types=self.registry.names(), now=utcnow(), bindings=self.registry.bindings
+        )
 
     def _claim_in(self, conn: Connection, count: int = 1) -> list[Claim]:
         return self.store.claim_many(

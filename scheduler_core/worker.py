@@ -130,7 +130,7 @@ class WorkerLoop:
         # Its own frame: the loop must not keep the last claim alive while it waits.
         if self.service.availability.paused:
             return False
-        claim = self.service.claim_next()
+        claim = self.service.claim_next(look_first=True)
         if claim is None:
             return False
         with self._lock:
@@ -155,6 +155,7 @@ class WorkerLoop:
                 self.running -= 1
                 self._idle.notify_all()
             self.service.signal.notify()
+            self._wakeups.slot_freed()
 
     def _recovery_loop(self) -> None:
         interval = self.service.settings.recovery_interval

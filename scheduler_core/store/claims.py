@@ -122,6 +122,20 @@ class ClaimsStore(StoreBase):
             )
         return claims
 
+    def has_claimable(
+        self,
+        conn: Connection,
+        *,
+        job_types: Sequence[str],
+        now: datetime,
+        bindings: Bindings = (),
+    ) -> bool:
+        """SQLite: would claim_next claim a job now? (Read only: a claim still checks.)"""
+        if not job_types:
+            return False
+        params: dict[str, Any] = {**type_params(job_types), "now": now}
+        return prepared(conn, first_head(len(job_types), bindings)).first(conn, params) is not None
+
     def _running_in(self, conn: Connection, slot: str) -> int:
         """The RUNNING jobs of a capped slot; on PostgreSQL with the slot's row locked, so
         that claims of the slot are serialised across processes until this one commits."""

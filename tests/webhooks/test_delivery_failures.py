@@ -30,6 +30,10 @@ def test_receiver_down_longer_than_retries_then_redelivered(
     hooked: Hooked, receiver: ReceiverFactory
 ) -> None:
     svc, _ = hooked
+    # A refused connection fails at once: a deadline that a starved machine can pass
+    # must not turn it into a timeout.
+    slow_ok = {"timeout": 60, "attempt_deadline": 60, "lease_seconds": 65}
+    install_webhooks(svc, **{**FAST, **slow_ok}, **LOCAL_RECEIVERS)
     port = free_port()
     rec = receiver(port=port, start=False)
     add_webhook_endpoint(svc, rec.url)
