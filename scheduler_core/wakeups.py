@@ -143,19 +143,26 @@ class Wakeups:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             interval = SQLITE_INTERVAL
             while not self._stop.is_set():
+                written = False
                 if writes is not None and self.wanted():
-                    writes.wait(SQLITE_IDLE_INTERVAL)  # at once when a process commits
+                    written = writes.wait(interval)  # at once when a process writes
                 else:
+                    if writes is not None:
+                        writes.pause()  # events cost every writer's write(): none while busy
                     self._freed.wait(interval)
                     self._freed.clear()
                     if self._stop.is_set():
                         break
+                    if writes is not None and self.wanted():
+                        writes.resume()  # before the read: no commit falls between the two
                 now = conn.execute("PRAGMA data_version").fetchone()[0]
                 if not self.wanted():  # every slot busy: nothing to claim for
                     version, interval = now, SQLITE_IDLE_INTERVAL
                 elif now != version:
                     version, interval = now, SQLITE_INTERVAL
                     self.notify()
+                elif written:  # the writes of a commit not yet visible: look again soon
+                    interval = SQLITE_INTERVAL
                 else:  # quiet: read less often, so an idle worker costs next to nothing
                     interval = min(interval * 1.5, SQLITE_IDLE_INTERVAL)
         finally:
@@ -170,14 +177,16 @@ class FileWrites:
     `data_version`. Elsewhere, or when inotify is unavailable, `open` gives None and
     the worker reads `data_version` on its timer."""
 
-    def __init__(self, inotify: Any, names: set[str]) -> None:
+    def __init__(self, inotify: Any, directory: str, names: set[str]) -> None:
         self._inotify = inotify
+        self._directory = directory
         self._names = names
+        self._watch: int | None = None
 
     @classmethod
     def open(cls, database: str) -> FileWrites | None:
         try:
-            from inotify_simple import INotify, flags
+            from inotify_simple import INotify
         except ImportError:  # not Linux
             return None
         directory, name = os.path.split(os.path.abspath(database))
@@ -186,18 +195,36 @@ class FileWrites:
         except OSError as exc:  # e.g. the user's inotify instances are used up
             log.debug("action=inotify_unavailable error=%s", exc)
             return None
+        writes = cls(inotify, directory, {name, f"{name}-wal"})
         try:
-            # The directory, not the files: the WAL is deleted and made again.
-            inotify.add_watch(directory, flags.MODIFY | flags.CREATE)
+            writes.resume()
         except OSError as exc:
-            inotify.close()
+            writes.close()
             log.debug("action=inotify_unavailable error=%s", exc)
             return None
-        return cls(inotify, {name, f"{name}-wal"})
+        return writes
+
+    def resume(self) -> None:
+        """Watch (again): the directory, not the files, since the WAL is deleted and
+        made again."""
+        if self._watch is None:
+            from inotify_simple import flags
+
+            self._watch = self._inotify.add_watch(self._directory, flags.MODIFY | flags.CREATE)
+
+    def pause(self) -> None:
+        """Stop watching: the caller reads `data_version` when it resumes."""
+        if self._watch is not None:
+            self._inotify.rm_watch(self._watch)
+            self._watch = None
 
     def wait(self, seconds: float) -> bool:
-        """Block until the database or its WAL is written (True) or `seconds` pass."""
-        events = self._inotify.read(timeout=max(1, int(seconds * 1000)))
+        """Block until the database or its WAL is written (True) or `seconds` pass.
+
+        A commit is several writes and is visible only after the last: the events of
+        the next millisecond are read with the first."""
+        self.resume()
+        events = self._inotify.read(timeout=max(1, int(seconds * 1000)), read_delay=1)
         return any(event.name in self._names for event in events)
 
     def close(self) -> None:
