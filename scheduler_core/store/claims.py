@@ -85,24 +85,25 @@ class ClaimsStore(StoreBase):
         lock taken once."""
         if not job_types or count < 1:
             return []
-        params: dict[str, Any] = {**type_params(job_types), "now": now}
+        slots = dict(bindings)
         if not self.is_postgres:
             claims: list[Claim] = []
-            first = prepared(conn, first_head(len(job_types), bindings))
-            while len(claims) < count and (head := first.first(conn, params)) is not None:
-                slot = dict(bindings).get(head.resource, head.resource)
+            while len(claims) < count:
+                head = self._first_head(conn, job_types=job_types, now=now, bindings=bindings)
+                if head is None:
+                    break
+                slot = slots.get(head.resource, head.resource)
                 claims.append(
                     self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
                 )
             return claims
         self._dispatch_lock(conn, exclusive=False)
         state = prepared(conn, heads_skip_locked(len(job_types), bindings)).all(
-            conn, {**params, "n": count}
+            conn, {**type_params(job_types), "now": now, "n": count}
         )
         if not state or state[0].reserved:
             return []
         capped = {r.class_name: r.class_limit for r in state if r.class_limit is not None}
-        slots = dict(bindings)
         busy: dict[str, int] = {}  # capped slots: RUNNING, counted under the slot's lock
         claims = []
         for head in sorted((r for r in state if r.job_id is not None), key=dispatch_key):
@@ -133,8 +134,15 @@ class ClaimsStore(StoreBase):
         """SQLite: would claim_next claim a job now? (Read only: a claim still checks.)"""
         if not job_types:
             return False
+        return self._first_head(conn, job_types=job_types, now=now, bindings=bindings) is not None
+
+    @staticmethod
+    def _first_head(
+        conn: Connection, *, job_types: Sequence[str], now: datetime, bindings: Bindings
+    ) -> Any | None:
+        """SQLite: the job a claim would start now (its id and resource), or None."""
         params: dict[str, Any] = {**type_params(job_types), "now": now}
-        return prepared(conn, first_head(len(job_types), bindings)).first(conn, params) is not None
+        return prepared(conn, first_head(len(job_types), bindings)).first(conn, params)
 
     def _running_in(self, conn: Connection, slot: str) -> int:
         """The RUNNING jobs of a capped slot; on PostgreSQL with the slot's row locked, so
