@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
     from scheduler_core.store import Store
 
 log = logging.getLogger("scheduler_core")
+LOCKED_HEAD_SECONDS = 2.0
+"""PostgreSQL: how long a claim keeps trying for a claimable job another transaction
+has locked (a claim elsewhere, which then starts it, or a short write)."""
+LOCKED_HEAD_RETRY_SECONDS = 0.005
 LOGGED_ERROR_CHARS = 300  # of a run's error (redacted when written) on its finish line
 
 
@@ -90,7 +95,20 @@ class Dispatching:
             self.membership.register(slots=1)
         if look_first and self.db.is_sqlite and not self.db.read(self._claimable):
             return None
-        return self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+        claim = self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+        if claim is not None or self.db.is_sqlite:
+            return claim
+        # PostgreSQL claims skip the rows other transactions hold (SKIP LOCKED), so that
+        # workers never queue behind each other's claims. Other short writes lock a job
+        # too (its flow run's id, a new priority): while a job would be claimable but
+        # for a lock, look again until the lock is gone, within a deadline.
+        deadline = time.monotonic() + LOCKED_HEAD_SECONDS
+        while time.monotonic() < deadline and self.db.read(self._claimable):
+            time.sleep(LOCKED_HEAD_RETRY_SECONDS)
+            claim = self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+            if claim is not None:
+                return claim
+        return None
 
     def _claimable(self, conn: Connection) -> bool:
         return self.store.has_claimable(

@@ -131,7 +131,8 @@ class ClaimsStore(StoreBase):
         now: datetime,
         bindings: Bindings = (),
     ) -> bool:
-        """SQLite: would claim_next claim a job now? (Read only: a claim still checks.)"""
+        """Would claim_next claim a job now, row locks aside? (Read only: a claim still
+        checks.)"""
         if not job_types:
             return False
         return self._first_head(conn, job_types=job_types, now=now, bindings=bindings) is not None
