@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections import deque
 from collections.abc import Coroutine
 from contextlib import nullcontext, suppress
 from pathlib import Path
@@ -37,7 +38,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.flow_engine import run_flow_async, run_flow_sync
 from prefect.states import Crashed, Failed, Pending
 
-from flows import events, prefect_faults
+from flows import events, prefect_faults, temporary_server
 from flows.guard import lease_listener
 from flows.library.context import scheduler_run_id
 from flows.outputs import written_outputs
@@ -83,6 +84,7 @@ class PrefectExecutor:
         self.sync: Any = None  # the PrefectSync plugin (install_prefect)
         self._jobs: dict[int, asyncio.Task[Any]] = {}  # running flows' tasks, by job id
         self._cancelled: set[int] = set()
+        self._recent: deque[UUID] = deque(maxlen=16)  # the latest flow runs started here
         self._loop = asyncio.new_event_loop()
         self._clients: asyncio.Future[tuple[AsyncClientContext, SyncClientContext]] | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -160,15 +162,32 @@ class PrefectExecutor:
             future.cancel()
 
     def close(self) -> None:
-        """Close the clients on the loop that opened them, then stop the loop."""
+        """Close the clients on the loop that opened them, then stop the loop; with
+        Prefect's temporary server, first let it record this process's task runs."""
         if not self._thread.is_alive():
             return
+        if self._recent and temporary_server.in_use():
+            self._settle_temporary_server()
         try:
             asyncio.run_coroutine_threadsafe(self._close_clients(), self._loop).result(timeout=30)
         except Exception as exc:
             log.warning("action=close_prefect_clients_failed error=%s", describe_error(exc))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+    def _settle_temporary_server(self) -> None:
+        """The server stops when this process exits: it must have recorded the task runs
+        first (flows/temporary_server.py)."""
+        try:
+            temporary_server.send_queued_events()
+            if not self.run(temporary_server.recorded(list(self._recent))):
+                log.warning(
+                    "action=temporary_server_unsettled seconds=%s: task runs may show as "
+                    "unfinished in Prefect's database",
+                    temporary_server.SETTLE_SECONDS,
+                )
+        except Exception as exc:
+            log.warning("action=temporary_server_unsettled error=%s", describe_error(exc))
 
     def execute(self, job_type: JobType, ctx: ExecutionContext) -> Outcome:
         if not isinstance(job_type.handler, Flow):
@@ -221,6 +240,7 @@ class PrefectExecutor:
                     return Outcome(
                         status=JobRunStatus.CANCELLED, error="its flow run was cancelled"
                     )
+                self._recent.append(flow_run.id)
                 await self._attach(ctx, str(flow_run.id))
                 run_logger.follow_flow_run(str(flow_run.id))
                 lease_listener.set(_lease_recorder(ctx))  # this task's own context

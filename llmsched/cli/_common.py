@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -116,6 +117,16 @@ def check_job_type(svc: SchedulerService, job_type: str) -> None:
     known = svc.registry.names()
     if job_type not in known:
         raise CLIError(f"unknown job type {shown(job_type)}; known: {', '.join(known)}")
+
+
+def temporary_server_defaults() -> None:
+    """Defaults for the temporary Prefect server a command starts when no server is set,
+    applied before Prefect is imported (it reads its settings then); a user's own
+    setting wins. Offline by design: no usage telemetry (an ERROR line on a machine
+    without internet). Its first start creates Prefect's database (every migration):
+    about 20 s here, Prefect's default wait for it, and more on a slower machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def quiet_prefect() -> None:

@@ -27,6 +27,7 @@ from llmsched.cli._common import (
     service,
     short,
     table,
+    temporary_server_defaults,
     when,
 )
 
@@ -309,6 +310,7 @@ def run(
     Waits for the end and prints the run; exit 0 if it COMPLETED, else 1.
     JSON: the run (as in webhooks).
     """
+    temporary_server_defaults()
     from scheduler_core.representation import run_to_dict
 
     values = build_params(params, params_json, model)

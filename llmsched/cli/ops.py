@@ -21,6 +21,7 @@ from llmsched.cli._common import (
     quiet_prefect,
     service,
     table,
+    temporary_server_defaults,
     warn,
 )
 
@@ -271,10 +272,7 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="Where artifacts are written.")] = None,
 ) -> None:
     """Run a small story/research group offline through the worker and Prefect."""
-    # Offline by design: the temporary Prefect server it may start must not try to
-    # send usage telemetry (an ERROR line on a machine without internet). Set before
-    # Prefect is imported, which reads its settings then.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    temporary_server_defaults()
     from rich.console import Console
 
     from flows.demo import run_demo
