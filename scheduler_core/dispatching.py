@@ -103,8 +103,10 @@ class Dispatching:
         # too (its flow run's id, a new priority): while a job would be claimable but
         # for a lock, look again until the lock is gone, within a deadline.
         deadline = time.monotonic() + LOCKED_HEAD_SECONDS
+        pause = LOCKED_HEAD_RETRY_SECONDS
         while time.monotonic() < deadline and self.db.read(self._claimable):
-            time.sleep(LOCKED_HEAD_RETRY_SECONDS)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)  # a lock held long is not read 200 times a second
             claim = self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
             if claim is not None:
                 return claim
