@@ -51,6 +51,8 @@ LOCKED_HEAD_SECONDS = 2.0
 """PostgreSQL: how long a claim keeps trying for a claimable job another transaction
 has locked (a claim elsewhere, which then starts it, or a short write)."""
 LOCKED_HEAD_RETRY_SECONDS = 0.005
+LOCKED_HEAD_MAX_PAUSE = 0.1
+"""The pause doubles up to this: a lock held long is not read 200 times a second."""
 LOGGED_ERROR_CHARS = 300  # of a run's error (redacted when written) on its finish line
 
 
@@ -95,7 +97,7 @@ class Dispatching:
             self.membership.register(slots=1)
         if look_first and self.db.is_sqlite and not self.db.read(self._claimable):
             return None
-        claim = self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+        claim = self._claim_one()
         if claim is not None or self.db.is_sqlite:
             return claim
         # PostgreSQL claims skip the rows other transactions hold (SKIP LOCKED), so that
@@ -106,11 +108,14 @@ class Dispatching:
         pause = LOCKED_HEAD_RETRY_SECONDS
         while time.monotonic() < deadline and self.db.read(self._claimable):
             time.sleep(pause)
-            pause = min(pause * 2, 0.1)  # a lock held long is not read 200 times a second
-            claim = self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+            pause = min(pause * 2, LOCKED_HEAD_MAX_PAUSE)
+            claim = self._claim_one()
             if claim is not None:
                 return claim
         return None
+
+    def _claim_one(self) -> Claim | None:
+        return self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
 
     def _claimable(self, conn: Connection) -> bool:
         return self.store.has_claimable(

@@ -141,7 +141,8 @@ class ClaimsStore(StoreBase):
     def _first_head(
         conn: Connection, *, job_types: Sequence[str], now: datetime, bindings: Bindings
     ) -> Any | None:
-        """SQLite: the job a claim would start now (its id and resource), or None."""
+        """The first job, in dispatch order, that a claim would start now (its id and
+        resource), or None: the SQLite claim's head, and on both backends `has_claimable`."""
         params: dict[str, Any] = {**type_params(job_types), "now": now}
         return prepared(conn, first_head(len(job_types), bindings)).first(conn, params)
 
