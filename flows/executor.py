@@ -240,7 +240,6 @@ class PrefectExecutor:
                     return Outcome(
                         status=JobRunStatus.CANCELLED, error="its flow run was cancelled"
                     )
-                self._recent.append(flow_run.id)
                 await self._attach(ctx, str(flow_run.id))
                 run_logger.follow_flow_run(str(flow_run.id))
                 lease_listener.set(_lease_recorder(ctx))  # this task's own context
@@ -323,6 +322,7 @@ class PrefectExecutor:
                     with suppress(ObjectNotFound):
                         await client.delete_flow_run(UUID(previous))
             # The engine reads the run again as it starts: no read of the Pending state here.
+        self._recent.append(flow_run.id)  # sync and async flows alike
         if self.sync is not None:
             self.sync.publish(
                 events.job_event(
