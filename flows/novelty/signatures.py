@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
-from datasketch import MinHash
 
 SHINGLE_WORDS = 3
 """Words per shingle: one changed word alters at most three shingles, while independent
@@ -74,7 +74,7 @@ def shingles(text: str) -> set[bytes]:
 
 def minhash_signature(text: str) -> np.ndarray:
     """The text's MinHash signature (uint32 values)."""
-    sketch = MinHash(
+    sketch = _minhash_class()(
         num_perm=MINHASH_PERMUTATIONS,
         seed=MINHASH_SEED,
         scheme=MINHASH_SCHEME,
@@ -87,10 +87,18 @@ def minhash_signature(text: str) -> np.ndarray:
 @cache
 def _permutations() -> tuple[np.ndarray, np.ndarray]:
     """Made once: they depend only on the seed, and making them costs more than hashing."""
-    permutations: tuple[np.ndarray, np.ndarray] = MinHash(
+    permutations: tuple[np.ndarray, np.ndarray] = _minhash_class()(
         num_perm=MINHASH_PERMUTATIONS, seed=MINHASH_SEED, scheme=MINHASH_SCHEME
     ).permutations
     return permutations
+
+
+def _minhash_class() -> Any:
+    """datasketch's MinHash, imported at first use: the package imports SciPy (about
+    0.7 s), which every command line call and worker start would pay otherwise."""
+    from datasketch import MinHash
+
+    return MinHash
 
 
 def embedding_signature(vector: list[float]) -> np.ndarray:

@@ -3,12 +3,16 @@ not, and bad input is refused before anything is written."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from flows.llm import UnknownModelError
 from flows.novelty import MINHASH, NoveltyIndex, check_novelty, remember
 from scheduler_core.errors import ConfigurationError
 from tests.novelty.conftest import NEAR_STORY, OTHER_STORY, STORY
+from tests.support import ROOT
 
 
 def test_an_empty_index_finds_nothing(index: NoveltyIndex) -> None:
@@ -115,3 +119,17 @@ def test_the_blocking_calls_refuse_to_run_in_an_event_loop(index: NoveltyIndex) 
 
     with pytest.raises(RuntimeError, match="await acheck_novelty"):
         asyncio.run(inside())
+
+
+def test_loading_the_pipelines_does_not_import_scipy() -> None:
+    """datasketch imports SciPy (about 0.7 s); every command line call loads the
+    pipelines, so MinHash is imported only when a signature is made."""
+    code = (
+        "import sys, flows.pipelines\n"
+        "assert 'scipy' not in sys.modules and 'datasketch' not in sys.modules\n"
+        "from flows.novelty.signatures import minhash_signature\n"
+        "assert minhash_signature('one two three four').shape == (128,)\n"
+        "assert 'datasketch' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
