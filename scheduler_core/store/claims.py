@@ -190,8 +190,8 @@ class ClaimsStore(StoreBase):
         row = prepared(conn, Hot.start_job_with_run).first(conn, params)
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
-        started = rows.job_in(row)
-        return self._claim_of(conn, started, values, run_id=row.run_id, now=now)
+        run = rows.value(JobRun, {**values, **UNSET_RUN, "run_id": row.run_id})
+        return Claim(job=rows.job_in(row), run=run)  # its group started in the same statement
 
     def _run_values(
         self, conn: Connection, job: Job, *, worker_id: str, now: datetime
@@ -213,11 +213,6 @@ class ClaimsStore(StoreBase):
         values = self._run_values(conn, job, worker_id=worker_id, now=now)
         insert = prepared(conn, Hot.insert_run)
         run_id = insert.scalar(conn, {f"v_{k}": v for k, v in values.items()})
-        return self._claim_of(conn, job, values, run_id=run_id, now=now)
-
-    def _claim_of(
-        self, conn: Connection, job: Job, values: dict[str, Any], *, run_id: int, now: datetime
-    ) -> Claim:
         if job.group_id is not None:
             prepared(conn, Hot.start_group).run(
                 conn, {"b_group_id": job.group_id, "b_now": now}

@@ -12,11 +12,13 @@ from sqlalchemy.engine import Connection
 
 from scheduler_core import references
 from scheduler_core.errors import GroupNotFoundError
+from scheduler_core.prepared import prepared
 from scheduler_core.rules import groups
 from scheduler_core.rules.groups import GroupStep
 from scheduler_core.statuses import JobGroupStatus, JobOrigin, JobRunStatus, JobStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
+from scheduler_core.store.hot import Hot
 from scheduler_core.tables import GROUPS as G
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RUNS as R
@@ -76,7 +78,7 @@ class GroupsStore(StoreBase):
         return rows.group(row), [rows.job(m) for m in members]
 
     def get_group(self, conn: Connection, group_id: int) -> JobGroup:
-        row = conn.execute(sa.select(G).where(G.c.group_id == group_id)).first()
+        row = prepared(conn, Hot.get_group).first(conn, {"b_group_id": group_id})
         if row is None:
             raise GroupNotFoundError(f"job group {group_id} does not exist")
         return rows.group(row)
@@ -141,20 +143,8 @@ class GroupsStore(StoreBase):
 
     def _release_next(self, conn: Connection, job: Job) -> bool:
         """Release the next queued member after `job`; False if there is none."""
-        nxt = conn.execute(
-            sa.select(J.c.job_id)
-            .where(
-                J.c.group_id == job.group_id,
-                J.c.status == JobStatus.QUEUED.value,
-                J.c.sequence > job.sequence,
-            )
-            .order_by(J.c.sequence, J.c.job_id)
-            .limit(1)
-        ).scalar()
-        if nxt is None:
-            return False
-        conn.execute(sa.update(J).where(J.c.job_id == nxt).values(held=False))
-        return True
+        params = {"b_group_id": job.group_id, "b_sequence": job.sequence}
+        return prepared(conn, Hot.release_next).first(conn, params) is not None
 
     def _skip_rest(self, conn: Connection, failed: Job, *, now: datetime) -> None:
         skipped_rows = conn.execute(

@@ -118,6 +118,15 @@ RESERVED = sa.exists(
 )
 
 
+def group_start(group_id: Any) -> sa.Update:
+    """A group starts with the start of its first member (`b_now`): QUEUED -> RUNNING."""
+    return (
+        sa.update(G)
+        .where(G.c.group_id == group_id, G.c.status == JobGroupStatus.QUEUED.value)
+        .values(status=JobGroupStatus.RUNNING.value, started_at=_P("b_now"))
+    )
+
+
 class Hot:
     """The prebuilt statements."""
 
@@ -137,7 +146,8 @@ class Hot:
     insert_run = (
         sa.insert(R).values({k: _P(f"v_{k}") for k in RUN_INSERT_KEYS}).returning(R.c.run_id)
     )
-    # PostgreSQL: the start and its run in one round trip (a data-modifying WITH).
+    # PostgreSQL: the start, its run and its group's start in one round trip
+    # (data-modifying WITHs; the group's is run though nothing refers to it).
     _started = start_job.cte("started")
     start_job_with_run = sa.select(
         _started,
@@ -153,16 +163,36 @@ class Hot:
         .returning(R.c.run_id)
         .cte("run")
         .c.run_id,
+    ).add_cte(
+        group_start(sa.select(_started.c.group_id).scalar_subquery())
+        .returning(G.c.group_id)
+        .cte("group_started")
     )
     insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
     insert_one_job = (
         sa.insert(J).values({k: _P(f"v_{k}") for k in JOB_INSERT_KEYS}).returning(J.c.job_id)
     )
-    start_group = (
-        sa.update(G)
-        .where(G.c.group_id == _P("b_group_id"), G.c.status == JobGroupStatus.QUEUED.value)
-        .values(status=JobGroupStatus.RUNNING.value, started_at=_P("b_now"))
+    get_group = sa.select(G).where(G.c.group_id == _P("b_group_id"))
+    # A member ended: its group's next queued member released, in one statement.
+    _next = J.alias("next_member")
+    release_next = (
+        sa.update(J)
+        .where(
+            J.c.job_id
+            == sa.select(_next.c.job_id)
+            .where(
+                _next.c.group_id == _P("b_group_id"),
+                _next.c.status == sa.literal_column(f"'{QUEUED}'"),
+                _next.c.sequence > _P("b_sequence"),
+            )
+            .order_by(_next.c.sequence, _next.c.job_id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        .values(held=False)
+        .returning(J.c.job_id)
     )
+    start_group = group_start(_P("b_group_id"))
     finish_run = (
         sa.update(R)
         .where(R.c.run_id == _P("b_run_id"), R.c.status == JobRunStatus.RUNNING.value)

@@ -50,6 +50,27 @@ def test_members_run_in_sequence_even_with_free_slots(
     assert svc.get_job_group(group.group_id).status == JobGroupStatus.COMPLETED
 
 
+def test_a_group_starts_with_its_first_member_and_the_next_member_is_released_at_its_end(
+    jobs: SchedulerService,
+) -> None:
+    """The group's start is written in the first member's start (one statement on
+    PostgreSQL), the next member's release in the member's end."""
+    group, members = jobs.create_job_group([member("m0"), member("m1"), member("m2")])
+    assert jobs.get_job_group(group.group_id or 0).status == JobGroupStatus.QUEUED
+    assert [jobs.get_job(m.job_id or 0).held for m in members] == [False, True, True]
+
+    first, _ = jobs.dispatch_one()  # type: ignore[misc]
+    started = jobs.get_job_group(group.group_id or 0)
+    assert first.job_id == members[0].job_id
+    assert started.status == JobGroupStatus.RUNNING and started.started_at == first.started_at
+    assert [jobs.get_job(m.job_id or 0).held for m in members] == [False, False, True]
+
+    second, _ = jobs.dispatch_one()  # type: ignore[misc]
+    assert second.job_id == members[1].job_id
+    assert jobs.get_job_group(group.group_id or 0).started_at == first.started_at  # once
+    assert not jobs.get_job(members[2].job_id or 0).held
+
+
 def test_a_members_pending_retry_keeps_the_group_waiting(
     open_service: Callable[..., SchedulerService], handler: GateHandler
 ) -> None:
