@@ -190,8 +190,7 @@ class ClaimsStore(StoreBase):
         row = prepared(conn, Hot.start_job_with_run).first(conn, params)
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
-        run = rows.value(JobRun, {**values, **UNSET_RUN, "run_id": row.run_id})
-        return Claim(job=rows.job_in(row), run=run)  # its group started in the same statement
+        return _claim(rows.job_in(row), values, run_id=row.run_id)  # and its group started
 
     def _run_values(
         self, conn: Connection, job: Job, *, worker_id: str, now: datetime
@@ -217,9 +216,7 @@ class ClaimsStore(StoreBase):
             prepared(conn, Hot.start_group).run(
                 conn, {"b_group_id": job.group_id, "b_now": now}
             ).close()
-        # The row is known: build the value here instead of reading it back.
-        run = rows.value(JobRun, {**values, **UNSET_RUN, "run_id": run_id})
-        return Claim(job=job, run=run)
+        return _claim(job, values, run_id=run_id)
 
     def claim_direct(
         self,
@@ -269,3 +266,8 @@ class ClaimsStore(StoreBase):
             )
         ).scalar_one()
         return int(total)
+
+
+def _claim(job: Job, values: dict[str, Any], *, run_id: int) -> Claim:
+    """The claim of a started job: its run built from the values inserted, not read back."""
+    return Claim(job=job, run=rows.value(JobRun, {**values, **UNSET_RUN, "run_id": run_id}))

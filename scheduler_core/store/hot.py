@@ -182,7 +182,7 @@ class Hot:
             == sa.select(_next.c.job_id)
             .where(
                 _next.c.group_id == _P("b_group_id"),
-                _next.c.status == sa.literal_column(f"'{QUEUED}'"),
+                _next.c.status == QUEUED,
                 _next.c.sequence > _P("b_sequence"),
             )
             .order_by(_next.c.sequence, _next.c.job_id)
