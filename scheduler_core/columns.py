@@ -38,6 +38,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def process(value: datetime | None) -> str | None:
+            if value is not None and value.tzinfo is UTC:  # the scheduler's own clock
+                return value.replace(tzinfo=None).isoformat(" ", "microseconds")
             naive = self.process_bind_param(value, dialect)
             return None if naive is None else naive.isoformat(" ", "microseconds")
 
