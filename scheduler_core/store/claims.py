@@ -104,23 +104,29 @@ class ClaimsStore(StoreBase):
         if not state or state[0].reserved:
             return []
         capped = {r.class_name: r.class_limit for r in state if r.class_limit is not None}
-        busy: dict[str, int] = {}  # capped slots: RUNNING, counted under the slot's lock
+        locked: set[str] = set()  # capped slots whose row this transaction locked
+        full: set[str] = set()
         claims = []
         for head in sorted((r for r in state if r.job_id is not None), key=dispatch_key):
             if len(claims) == count:
                 break
             slot = slots.get(head.resource, head.resource)
             limit = capped.get(head.resource)
-            if limit is not None:
-                if slot not in busy:
-                    busy[slot] = self._running_in(conn, slot)
-                if not resources.has_room(limit=limit, running=busy[slot]):
-                    continue
-                busy[slot] += 1
+            if slot in full:
+                continue
+            if limit is not None and slot not in locked:
+                # Claims of the slot wait here until this one commits; the start then
+                # counts its RUNNING jobs in a snapshot taken after the lock.
+                prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
+                locked.add(slot)
             job = rows.job_in(head)
-            claims.append(
-                self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now, job=job)
+            claim = self._start_with_run(
+                conn, job, slot=slot, limit=limit, worker_id=worker_id, now=now
             )
+            if claim is None:
+                full.add(slot)
+            else:
+                claims.append(claim)
         return claims
 
     def has_claimable(
@@ -157,39 +163,47 @@ class ClaimsStore(StoreBase):
         return not resources.has_room(limit=limit, running=self._running_in(conn, slot))
 
     def _start(
-        self,
-        conn: Connection,
-        job_id: int,
-        *,
-        slot: str,
-        worker_id: str,
-        now: datetime,
-        job: Job | None = None,
+        self, conn: Connection, job_id: int, *, slot: str, worker_id: str, now: datetime
     ) -> Claim:
         """QUEUED -> RUNNING plus its JobRun; the run's log path is fixed here, once.
-        With `job` (the row as it is queued) on PostgreSQL, both in one round trip.
 
-        The start time is read here, after every lock of the claim is held (on
-        PostgreSQL they are taken inside the transaction), so a job never appears to
-        start before the run whose end made room for it.
+        The start time is read here, after every lock of the claim is held, so a job
+        never appears to start before the run whose end made room for it.
         """
         now = max(now, utcnow())
-        params: dict[str, Any] = {
-            "b_job_id": job_id,
-            "b_now": now,
-            "b_worker_id": worker_id,
-            "b_slot": slot,
-        }
-        if job is None or not self.is_postgres:
-            row = prepared(conn, Hot.start_job).first(conn, params)
-            if row is None:
-                raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
-            return self._started(conn, rows.job(row), worker_id=worker_id, now=now)
-        values = self._run_values(conn, job, worker_id=worker_id, now=now)
-        params.update({f"v_{k}": v for k, v in values.items()})
-        row = prepared(conn, Hot.start_job_with_run).first(conn, params)
+        params = {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": slot}
+        row = prepared(conn, Hot.start_job).first(conn, params)
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
+        return self._started(conn, rows.job(row), worker_id=worker_id, now=now)
+
+    def _start_with_run(
+        self,
+        conn: Connection,
+        job: Job,
+        *,
+        slot: str,
+        limit: int | None,
+        worker_id: str,
+        now: datetime,
+    ) -> Claim | None:
+        """PostgreSQL: `_start` of `job` (its row as queued, locked by this transaction)
+        and its group's start, in one round trip. With a cap (`limit`), only if the slot,
+        locked by the caller, has room (rules/resources.py `has_room`, counted by the
+        statement in a snapshot taken after that lock); None if it has none."""
+        now = max(now, utcnow())
+        values = self._run_values(conn, job, worker_id=worker_id, now=now)
+        params: dict[str, Any] = {f"v_{k}": v for k, v in values.items()}
+        params.update(b_job_id=job.job_id, b_now=now, b_worker_id=worker_id, b_slot=slot)
+        if limit is None:
+            row = prepared(conn, Hot.start_job_with_run).first(conn, params)
+        else:
+            params["b_limit"] = limit
+            row = prepared(conn, Hot.start_capped_job_with_run).first(conn, params)
+            if row is None:  # the job is locked here, so still QUEUED: the slot is full
+                return None
+        if row is None:
+            raise StaleStateError(f"job {job.job_id} left QUEUED while being claimed")
         return _claim(rows.job_in(row), values, run_id=row.run_id)  # and its group started
 
     def _run_values(
@@ -249,7 +263,13 @@ class ClaimsStore(StoreBase):
         if limit is not None and self._slot_is_full(conn, slot, limit):
             return None
         (job,) = self.insert_jobs(conn, [spec], now=now)
-        claim = self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now, job=job)
+        if self.is_postgres:
+            claim = self._start_with_run(
+                conn, job, slot=slot, limit=None, worker_id=worker_id, now=now
+            )
+        else:
+            claim = self._start(conn, job.job_id or 0, slot=slot, worker_id=worker_id, now=now)
+        assert claim is not None, "an uncapped start returns its claim or raises"
         conn.execute(
             sa.update(RES)
             .where(RES.c.reservation_id == reservation_id)

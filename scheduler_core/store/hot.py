@@ -81,14 +81,15 @@ def dispatch_order(table: Any = J) -> list[Any]:
 
 # Literal, not a bound value: SQLite uses a partial index only for a literal condition,
 # and seeks the dispatch index for the head about eight times faster with one.
-IS_RUNNING = J.c.status == sa.literal_column(f"'{RUNNING}'")
+RUNNING_LITERAL: sa.ColumnClause[Any] = sa.literal_column(f"'{RUNNING}'")
 IS_QUEUED = J.c.status == sa.literal_column(f"'{QUEUED}'")
 
 
-def running(slot: Any) -> sa.Select[Any]:
+def running(slot: Any, jobs: Any = J) -> sa.Select[Any]:
     """How many RUNNING jobs occupy `slot` (a name, or a correlated column): a search of
-    the partial index ix_job_running_slot."""
-    return sa.select(sa.func.count()).where(IS_RUNNING, J.c.slot == slot)
+    the index ix_job_running_slot. `jobs`: an alias of the job table, for a count inside
+    a statement on the table itself."""
+    return sa.select(sa.func.count()).where(jobs.c.status == RUNNING_LITERAL, jobs.c.slot == slot)
 
 
 Bindings = tuple[tuple[str, str], ...]
@@ -127,6 +128,32 @@ def group_start(group_id: Any) -> sa.Update:
     )
 
 
+def start_with_run(start: sa.Update) -> sa.Select[Any]:
+    """PostgreSQL: a job's `start` (an update returning its row), its run and its
+    group's start in one round trip (data-modifying WITHs; the group's is run though
+    nothing refers to it). No row when the start updated none."""
+    started = start.cte("started")
+    return sa.select(
+        started,
+        sa.insert(R)
+        .from_select(
+            list(RUN_INSERT_KEYS),
+            sa.select(
+                started.c.job_id,
+                sa.literal(JobRunStatus.RUNNING.value),
+                *(_P(f"v_{k}", type_=R.c[k].type) for k in RUN_INSERT_KEYS[2:]),
+            ),
+        )
+        .returning(R.c.run_id)
+        .cte("run")
+        .c.run_id,
+    ).add_cte(
+        group_start(sa.select(started.c.group_id).scalar_subquery())
+        .returning(G.c.group_id)
+        .cte("group_started")
+    )
+
+
 class Hot:
     """The prebuilt statements."""
 
@@ -146,27 +173,14 @@ class Hot:
     insert_run = (
         sa.insert(R).values({k: _P(f"v_{k}") for k in RUN_INSERT_KEYS}).returning(R.c.run_id)
     )
-    # PostgreSQL: the start, its run and its group's start in one round trip
-    # (data-modifying WITHs; the group's is run though nothing refers to it).
-    _started = start_job.cte("started")
-    start_job_with_run = sa.select(
-        _started,
-        sa.insert(R)
-        .from_select(
-            list(RUN_INSERT_KEYS),
-            sa.select(
-                _started.c.job_id,
-                sa.literal(JobRunStatus.RUNNING.value),
-                *(_P(f"v_{k}", type_=R.c[k].type) for k in RUN_INSERT_KEYS[2:]),
-            ),
+    start_job_with_run = start_with_run(start_job)
+    # The same for a job of a capped class, started only if its slot (`b_slot`, locked
+    # by the claim: store/claims.py) has room under the cap `b_limit`, counted in this
+    # statement: one round trip less than a count of its own.
+    start_capped_job_with_run = start_with_run(
+        start_job.where(
+            running(_P("b_slot"), J.alias("running_job")).scalar_subquery() < _P("b_limit")
         )
-        .returning(R.c.run_id)
-        .cte("run")
-        .c.run_id,
-    ).add_cte(
-        group_start(sa.select(_started.c.group_id).scalar_subquery())
-        .returning(G.c.group_id)
-        .cte("group_started")
     )
     insert_job = sa.insert(J).returning(J.c.job_id, sort_by_parameter_order=True)
     insert_one_job = (

@@ -122,3 +122,36 @@ def test_a_lock_held_past_the_deadline_gives_no_claim(
     pg[1].release()
     claim = pg[0].claim_next()
     assert claim is not None and claim.job.job_id == job.job_id
+
+
+def test_a_capped_slot_filled_while_a_claim_waits_for_its_lock_is_not_overfilled(
+    pg: tuple[SchedulerService, Holder],
+) -> None:
+    """The claim reads the heads while the slot has room; another worker's claim holds
+    the slot's lock, starts a job of the slot and commits. The waiting claim must count
+    the slot again once it has the lock, and start nothing."""
+    svc, holder = pg
+    svc.register("capped", lambda params: None, resource="gpu")
+    svc.set_resource_limit("gpu", 1)
+    first = svc.enqueue_job("capped", {})
+    other = svc.enqueue_job("capped", {})
+    holder.conn.execute("SELECT 1 FROM resource_class WHERE name = 'gpu' FOR UPDATE")
+    claimer = Claimer(svc)
+    claimer.start()
+    with psycopg.connect(holder.conn.info.dsn, autocommit=True) as watcher:
+
+        def waits_for_the_slot_lock() -> bool:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%FROM resource_class%FOR UPDATE'"
+            ).fetchone()
+            return bool(row and row[0])
+
+        wait_for(waits_for_the_slot_lock, timeout=30, what="the claim to wait for the lock")
+    holder.start(other.job_id or 0)  # the head the waiting claim did not lock
+    holder.conn.execute("UPDATE job SET slot = 'gpu' WHERE job_id = %s", (other.job_id,))
+    holder.release()
+    claimer.join(30)
+    assert not claimer.is_alive()
+    assert claimer.claim is None, "the claim started a job in a full slot"
+    assert svc.get_job(first.job_id or 0).status.value == "QUEUED"
