@@ -56,12 +56,19 @@ class FinishStore(StoreBase):
             "b_error": outcome.error,
             "b_artifacts": list(outcome.artifacts),
         }
-        if self.is_postgres:
+        group: JobGroup | None = None  # a member's, read with its end on PostgreSQL
+        if not self.is_postgres:
+            run_row = prepared(conn, Hot.finish_run).first(conn, params)
+            ended = prepared(conn, Hot.finish_job).rowcount(conn, params)
+        elif claim.job.group_id is None:
             run_row = prepared(conn, Hot.finish_run_and_job).first(conn, params)
             ended = 1
         else:
-            run_row = prepared(conn, Hot.finish_run).first(conn, params)
-            ended = prepared(conn, Hot.finish_job).rowcount(conn, params)
+            params["b_group_id"] = claim.job.group_id
+            run_row = prepared(conn, Hot.finish_member_run_and_job).first(conn, params)
+            ended = 1
+            if run_row is not None and run_row.group_id is not None:
+                group = rows.group_in(run_row)
         if run_row is None or ended != 1:
             raise StaleStateError(
                 f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
@@ -82,7 +89,8 @@ class FinishStore(StoreBase):
                 "flow_run_id": run_row.flow_run_id,
             },
         )
-        group = self.get_group(conn, job.group_id) if job.group_id is not None else None
+        if group is None and job.group_id is not None:
+            group = self.get_group(conn, job.group_id)
         retry_at = automatic_retry_at(
             job,
             policy=self.retry_policy,

@@ -232,6 +232,12 @@ class Hot:
             sa.select(sa.literal(1)).select_from(finish_job.returning(J.c.job_id).cte("ended"))
         )
     )
+    # The same for a group member, with its group's row (`b_group_id`) read in that round
+    # trip too: the member's end applies the group's rules next (store/finish.py).
+    _closed = finish_run_and_job.cte("closed")
+    finish_member_run_and_job = sa.select(_closed.c.flow_run_id, *G.c).select_from(
+        _closed.outerjoin(G, G.c.group_id == _P("b_group_id"))
+    )
 
 
 def type_params(job_types: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, TypeVar
 
-from scheduler_core.tables import JOBS
+from scheduler_core.tables import GROUPS, JOBS
 from scheduler_core.values import Job, JobGroup, JobRun
 
 M = TypeVar("M", Job, JobRun, JobGroup)
@@ -29,6 +29,7 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 
 
 _JOB_COLUMNS = tuple(column.key for column in JOBS.columns)
+_GROUP_COLUMNS = tuple(column.key for column in GROUPS.columns)
 
 
 def value(model: type[M], data: dict[str, Any]) -> M:
@@ -61,3 +62,8 @@ def run(row: Any) -> JobRun:
 
 def group(row: Any) -> JobGroup:
     return value(JobGroup, row._asdict())
+
+
+def group_in(row: Any) -> JobGroup:
+    """The group of a row that holds the group's columns and more (a member's end)."""
+    return value(JobGroup, {name: getattr(row, name) for name in _GROUP_COLUMNS})

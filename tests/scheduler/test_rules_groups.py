@@ -171,3 +171,26 @@ def test_empty_group_is_refused_and_writes_nothing(jobs: SchedulerService) -> No
     assert isinstance(info.value, SchedulerError)
     assert "no members" in str(info.value) and "nothing" in str(info.value)
     assert count_rows(jobs) == before
+
+
+def test_a_member_failing_after_its_group_was_cancelled_is_not_retried(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    """The member's end reads its group (on PostgreSQL in the end's own statement): a
+    group the user stopped while the member ran gets no automatic retry of it."""
+    svc = open_service(retry_backoff_seconds=0)
+    group_ids: list[int] = []
+
+    def cancel_then_fail(params: dict[str, Any]) -> None:
+        svc.cancel_job_group(group_ids[0])
+        raise RuntimeError("failed after its group was cancelled")
+
+    svc.register("job", cancel_then_fail)
+    group, members = svc.create_job_group([member("m0", max_retries=3), member("m1")])
+    group_ids.append(group.group_id or 0)
+    ended, run = svc.dispatch_one()  # type: ignore[misc]
+    assert ended.job_id == members[0].job_id and run.status == JobRunStatus.FAILED
+    assert svc.get_retry_chain(members[0].job_id or 0) == [svc.get_job(ended.job_id or 0)]
+    assert status_of(svc, members[1]) == JobStatus.CANCELLED
+    assert svc.get_job_group(group.group_id or 0).status == JobGroupStatus.CANCELLED
+    assert svc.dispatch_one() is None
