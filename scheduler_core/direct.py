@@ -14,7 +14,7 @@ from scheduler_core.deadlines import check_timeout
 from scheduler_core.errors import InvalidJobError, ReservationTimeoutError
 from scheduler_core.statuses import JobOrigin
 from scheduler_core.validation import check_id, check_optional_id, check_text
-from scheduler_core.values import Claim, Finish, JobRun, JobSpec, Reservation, utcnow
+from scheduler_core.values import Claim, Claims, Finish, JobRun, JobSpec, Reservation, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -48,7 +48,7 @@ class DirectExecution:
             self, claim: Claim, *, until: threading.Event | None = None
         ) -> Finish: ...
 
-        def _claimed(self, claim: Callable[[Connection], Claim | None]) -> Claim | None: ...
+        def _claimed(self, claim: Callable[[Connection], Claims]) -> Claims: ...
 
     def reserve_next_slot(self, reserved_by: str, *, ttl: float | None = None) -> Reservation:
         """Pause queue dispatch and claim the next free slot for a direct execution.
@@ -131,16 +131,18 @@ class DirectExecution:
         while True:
             seen = self.signal.version
             claim = self._claimed(
-                lambda c: self.store.claim_direct(
-                    c,
-                    spec,
-                    reservation_id=reservation_id,
-                    worker_id=self.worker_id,
-                    heartbeat_timeout=self.settings.heartbeat_timeout,
-                    now=utcnow(),
-                    bindings=self.registry.bindings,
+                lambda c: Claims.of(
+                    self.store.claim_direct(
+                        c,
+                        spec,
+                        reservation_id=reservation_id,
+                        worker_id=self.worker_id,
+                        heartbeat_timeout=self.settings.heartbeat_timeout,
+                        now=utcnow(),
+                        bindings=self.registry.bindings,
+                    )
                 )
-            )
+            ).first
             if claim is not None:
                 return claim
             wait = self.settings.direct_poll_interval

@@ -27,7 +27,7 @@ from scheduler_core.recovery import RecoveryReport, recover
 from scheduler_core.redaction import redact
 from scheduler_core.rules import faults
 from scheduler_core.statuses import JobRunStatus
-from scheduler_core.values import Claim, Finish, Job, JobRun, Outcome, utcnow
+from scheduler_core.values import Claim, Claims, Finish, Job, JobRun, Outcome, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -97,32 +97,26 @@ class Dispatching:
             self.membership.register(slots=1)
         if look_first and self.db.is_sqlite and not self.db.read(self._claimable):
             return None
-        claim = self._claim_one()
-        if claim is not None or self.db.is_sqlite:
-            return claim
         # PostgreSQL claims skip the rows other transactions hold (SKIP LOCKED), so that
         # workers never queue behind each other's claims. Other short writes lock a job
-        # too (its flow run's id, a new priority): while a job would be claimable but
-        # for a lock, look again until the lock is gone, within a deadline.
+        # too (its flow run's id, a new priority): while a claim passes over a job it
+        # could have claimed but for a lock, look again until the lock is gone, within
+        # a deadline.
+        claims = self._claimed(self._claim_in)
         deadline = time.monotonic() + LOCKED_HEAD_SECONDS
         pause = LOCKED_HEAD_RETRY_SECONDS
-        while time.monotonic() < deadline and self.db.read(self._claimable):
+        while not claims and claims.passed_over and time.monotonic() < deadline:
             time.sleep(pause)
             pause = min(pause * 2, LOCKED_HEAD_MAX_PAUSE)
-            claim = self._claim_one()
-            if claim is not None:
-                return claim
-        return None
-
-    def _claim_one(self) -> Claim | None:
-        return self._claimed(lambda conn: next(iter(self._claim_in(conn)), None))
+            claims = self._claimed(self._claim_in)
+        return claims.first
 
     def _claimable(self, conn: Connection) -> bool:
         return self.store.has_claimable(
             conn, job_types=self.registry.names(), now=utcnow(), bindings=self.registry.bindings
         )
 
-    def _claim_in(self, conn: Connection, count: int = 1) -> list[Claim]:
+    def _claim_in(self, conn: Connection, count: int = 1) -> Claims:
         return self.store.claim_many(
             conn,
             count,
@@ -132,11 +126,12 @@ class Dispatching:
             bindings=self.registry.bindings,
         )
 
-    def _claimed(self, claim: Callable[[Connection], Claim | None]) -> Claim | None:
+    def _claimed(self, claim: Callable[[Connection], Claims]) -> Claims:
         """Run a claim's transaction and hold what it claimed (holdings.py)."""
         with self.holdings.claiming():
             claimed = self.db.write(claim)
-            self.holdings.hold(claimed)
+            for one in claimed:
+                self.holdings.hold(one)
         return claimed
 
     def execute_claim(self, claim: Claim, *, until: threading.Event | None = None) -> Finish:

@@ -151,6 +151,22 @@ class Claim:
     run: JobRun
 
 
+class Claims(list[Claim]):
+    """The claims of one transaction. `passed_over`: a job it could have claimed was left
+    because another transaction held its row (PostgreSQL's SKIP LOCKED: a claim elsewhere,
+    or a short write), so a claim a moment later may find it."""
+
+    passed_over = False
+
+    @classmethod
+    def of(cls, claim: Claim | None) -> Claims:
+        return cls(() if claim is None else (claim,))
+
+    @property
+    def first(self) -> Claim | None:
+        return self[0] if self else None
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How an execution ended, as the executor reports it.

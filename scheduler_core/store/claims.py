@@ -34,7 +34,7 @@ from scheduler_core.store.hot import (
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RESERVATIONS as RES
 from scheduler_core.tables import WORKERS as W
-from scheduler_core.values import Claim, Job, JobRun, JobSpec, Reservation, utcnow
+from scheduler_core.values import Claim, Claims, Job, JobRun, JobSpec, Reservation, utcnow
 
 
 class ClaimsStore(StoreBase):
@@ -64,10 +64,9 @@ class ClaimsStore(StoreBase):
         `bindings`: the worker's instances of resource classes (Registry.bind); a job of
         a bound class occupies, and is capped by, the worker's instance of it.
         """
-        claims = self.claim_many(
+        return self.claim_many(
             conn, 1, worker_id=worker_id, job_types=job_types, now=now, bindings=bindings
-        )
-        return claims[0] if claims else None
+        ).first
 
     def claim_many(
         self,
@@ -78,16 +77,16 @@ class ClaimsStore(StoreBase):
         job_types: Sequence[str],
         now: datetime,
         bindings: Bindings = (),
-    ) -> list[Claim]:
+    ) -> Claims:
         """Up to `count` claims in one transaction, as `count` claim_next calls in a row
         would make them (dispatch order, caps, reservations), for slots that are free
         together. On PostgreSQL the heads are read in one statement and the dispatch
         lock taken once."""
+        claims = Claims()
         if not job_types or count < 1:
-            return []
+            return claims
         slots = dict(bindings)
         if not self.is_postgres:
-            claims: list[Claim] = []
             while len(claims) < count:
                 head = self._first_head(conn, job_types=job_types, now=now, bindings=bindings)
                 if head is None:
@@ -102,11 +101,11 @@ class ClaimsStore(StoreBase):
             conn, {**type_params(job_types), "now": now, "n": count}
         )
         if not state or state[0].reserved:
-            return []
+            return claims
+        claims.passed_over = any(r.passed_over for r in state)
         capped = {r.class_name: r.class_limit for r in state if r.class_limit is not None}
         locked: set[str] = set()  # capped slots whose row this transaction locked
         full: set[str] = set()
-        claims = []
         for head in sorted((r for r in state if r.job_id is not None), key=dispatch_key):
             if len(claims) == count:
                 break

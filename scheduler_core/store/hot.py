@@ -266,19 +266,27 @@ def heads_skip_locked(n_types: int, bindings: Bindings = ()) -> sa.Select[Any]:
     """PostgreSQL, in one round trip: each resource class (`class_name`, `class_limit`)
     with the first `n` jobs of its queue that no other claim has locked, locked, if the
     class's slot has room and no direct reservation pauses the queue (else a row with
-    no job); `reserved` says whether one does."""
+    no job); `reserved` says whether one does, `passed_over` whether the class had a
+    claimable job that other transactions held, all of them (read only for a class
+    that got no job)."""
+    claimable = sa.and_(J.c.resource == RC.c.name, has_room(bindings), ~RESERVED)
     head = (
         eligible(n_types)
-        .where(J.c.resource == RC.c.name, has_room(bindings), ~RESERVED)
+        .where(claimable)
         .limit(_P("n"))
         .with_for_update(skip_locked=True)
         .lateral("head")
+    )
+    passed_over = sa.case(
+        (head.c.job_id.is_(None), sa.exists(eligible(n_types).where(claimable))),
+        else_=sa.false(),
     )
     return (
         sa.select(
             RC.c.name.label("class_name"),
             RC.c.limit.label("class_limit"),
             RESERVED.label("reserved"),
+            passed_over.label("passed_over"),
             *head.c,
         )
         .select_from(RC.outerjoin(head, sa.true()))

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from scheduler_core import SchedulerService, dispatching
-from scheduler_core.values import Claim, Job
+from scheduler_core.values import Claim, Claims, Job
 from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL row locks")
@@ -40,8 +40,9 @@ class Holder:
 
 
 class Claimer(threading.Thread):
-    """claim_next in a thread; `looked` is set once its first claim came back empty and
-    it looks for a claimable job (the lock is then known to have been met)."""
+    """claim_next in a thread; `looked` is set once a claim came back empty, having
+    passed over a job another transaction held (the lock is then known to have been
+    met)."""
 
     def __init__(self, svc: SchedulerService) -> None:
         super().__init__(daemon=True)
@@ -49,13 +50,15 @@ class Claimer(threading.Thread):
         self.looked = threading.Event()
         self.claim: Claim | None = None
         self.seconds = 0.0
-        claimable = svc._claimable
+        claim_in = svc._claim_in
 
-        def spy(conn: Any) -> bool:
-            self.looked.set()
-            return claimable(conn)
+        def spy(conn: Any, count: int = 1) -> Claims:
+            claims = claim_in(conn, count)
+            if not claims and claims.passed_over:
+                self.looked.set()
+            return claims
 
-        svc._claimable = spy  # type: ignore[method-assign]
+        svc._claim_in = spy  # type: ignore[method-assign]
 
     def run(self) -> None:
         started = time.monotonic()
@@ -155,3 +158,24 @@ def test_a_capped_slot_filled_while_a_claim_waits_for_its_lock_is_not_overfilled
     assert not claimer.is_alive()
     assert claimer.claim is None, "the claim started a job in a full slot"
     assert svc.get_job(first.job_id or 0).status.value == "QUEUED"
+
+
+def test_a_held_job_that_could_not_run_anyway_is_not_waited_for(
+    pg: tuple[SchedulerService, Holder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a job the claim could have started is waited for: one held elsewhere in a
+    slot that is full ends the claim at once."""
+    svc, holder = pg
+    monkeypatch.setattr(dispatching, "LOCKED_HEAD_SECONDS", 60.0)
+    svc.register("capped", lambda params: None, resource="gpu")
+    svc.set_resource_limit("gpu", 1)
+    svc.enqueue_job("capped", {})
+    assert svc.claim_next() is not None  # the slot's one place is taken
+    waiting = svc.enqueue_job("capped", {})
+    holder.lock(waiting.job_id or 0)
+    claimer = Claimer(svc)
+    claimer.start()
+    claimer.join(30)
+    assert not claimer.is_alive() and claimer.claim is None
+    assert not claimer.looked.is_set() and claimer.seconds < 30
+    holder.release()
