@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,7 +28,7 @@ MAX_BATCH = 32
 @dataclass(slots=True)
 class _Request(Generic[T, R]):
     item: T
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # set when a leader wrote it (a follower's only)
     lead: bool = False  # this request's thread writes the next batch
     result: R | None = None
     alone: bool = False  # the batch failed: write this one alone
@@ -50,8 +50,10 @@ class Combiner(Generic[T, R]):
         with self._lock:
             self._pending.append(request)
             request.lead = not self._busy
+            if not request.lead:
+                request.done = threading.Event()
             self._busy = True
-        if not request.lead:
+        if request.done is not None:
             request.done.wait()  # set by a leader, whose transaction has its own deadline
         if request.lead:
             self._write_batch()
@@ -82,6 +84,7 @@ class Combiner(Generic[T, R]):
                     self._busy = False
             for request in batch:
                 request.alone = not written
-                request.done.set()
-            if following is not None:
+                if request.done is not None:
+                    request.done.set()
+            if following is not None and following.done is not None:
                 following.done.set()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from scheduler_core.run_records import RunCallbacks
 
 RUN_LOGGER = "llmsched.run"
+_run_logger = logging.getLogger(RUN_LOGGER)  # one lookup, not one per run
 TRACEBACK_LIMIT = 16_384
 
 
@@ -198,9 +199,7 @@ class RunLog(logging.LoggerAdapter[logging.Logger]):
     `flow_run_id`) to the file."""
 
     def __init__(self, ctx: ExecutionContext) -> None:
-        super().__init__(
-            logging.getLogger(RUN_LOGGER), {"run_id": ctx.run.run_id, "job_id": ctx.job.job_id}
-        )
+        super().__init__(_run_logger, {"run_id": ctx.run.run_id, "job_id": ctx.job.job_id})
         self.ctx = ctx
         self.started = time.time()
         self.stream: Any = None

@@ -76,7 +76,7 @@ class FinishStore(StoreBase):
             )
         # A RUNNING job's row changes only here, its run's only here and in gaining a flow
         # run id (returned): the claimed values plus their ends are the rows.
-        job = claim.job.model_copy(update={"status": job_status, "finished_at": now})
+        job = rows.changed(claim.job, status=job_status, finished_at=now)
         run = rows.value(
             JobRun,
             {

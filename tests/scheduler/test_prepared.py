@@ -10,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from scheduler_core import Job, JobGroup, JobRun, SchedulerService
+from scheduler_core import Job, JobGroup, JobRun, JobStatus, SchedulerService
 from scheduler_core.columns import UTCDateTime
 from scheduler_core.prepared import Prepared, prepared
 from scheduler_core.store.hot import first_head
+from scheduler_core.store.rows import changed
 from scheduler_core.store.rows import group as _group
 from scheduler_core.store.rows import job as _job
 from scheduler_core.store.rows import run as _run
@@ -59,6 +60,21 @@ def test_public_values_built_from_rows_equal_validated_ones(
             assert built.model_dump() == validated.model_dump()
             assert built.model_dump_json() == validated.model_dump_json()
             assert built.model_fields_set == set(model.model_fields)
+
+
+def test_a_value_changed_without_pydantic_equals_its_model_copy(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc = open_service()
+    _fill(svc)
+    now = datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    for job in svc.list_jobs():
+        ours = changed(job, status=JobStatus.CANCELLED, finished_at=now)
+        theirs = job.model_copy(update={"status": JobStatus.CANCELLED, "finished_at": now})
+        assert ours == theirs and ours is not job
+        assert ours.model_dump_json() == theirs.model_dump_json()
+        assert ours.model_fields_set == theirs.model_fields_set
+        assert job.finished_at != now  # the original is left as it was
 
 
 def test_driver_errors_are_raised_as_sqlalchemy_errors(
