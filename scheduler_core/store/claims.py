@@ -118,7 +118,7 @@ class ClaimsStore(StoreBase):
                 # counts its RUNNING jobs in a snapshot taken after the lock.
                 prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
                 locked.add(slot)
-            job = rows.job_in(head)
+            job = rows.value_in(Job, head)
             claim = self._start_with_run(
                 conn, job, slot=slot, limit=limit, worker_id=worker_id, now=now
             )
@@ -203,7 +203,7 @@ class ClaimsStore(StoreBase):
                 return None
         if row is None:
             raise StaleStateError(f"job {job.job_id} left QUEUED while being claimed")
-        return _claim(rows.job_in(row), values, run_id=row.run_id)  # and its group started
+        return _claim(rows.value_in(Job, row), values, run_id=row.run_id)  # and its group started
 
     def _run_values(
         self, conn: Connection, job: Job, *, worker_id: str, now: datetime

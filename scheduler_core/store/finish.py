@@ -68,7 +68,7 @@ class FinishStore(StoreBase):
             run_row = prepared(conn, Hot.finish_member_run_and_job).first(conn, params)
             ended = 1
             if run_row is not None and run_row.group_id is not None:
-                group = rows.group_in(run_row)
+                group = rows.value_in(JobGroup, run_row)
         if run_row is None or ended != 1:
             raise StaleStateError(
                 f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "

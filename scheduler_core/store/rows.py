@@ -5,7 +5,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, TypeVar
 
-from scheduler_core.tables import GROUPS, JOBS
 from scheduler_core.values import Job, JobGroup, JobRun
 
 M = TypeVar("M", Job, JobRun, JobGroup)
@@ -28,10 +27,6 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
-_JOB_COLUMNS = tuple(column.key for column in JOBS.columns)
-_GROUP_COLUMNS = tuple(column.key for column in GROUPS.columns)
-
-
 def value(model: type[M], data: dict[str, Any]) -> M:
     """A public value from one of our own rows (every field, valid values): only the
     status/origin strings become their enums. What `model_construct` does, without
@@ -47,6 +42,12 @@ def value(model: type[M], data: dict[str, Any]) -> M:
     return made
 
 
+def value_in(model: type[M], row: Any) -> M:
+    """A value of `model` from a row that holds its columns and more (a claim's head
+    with its class, a member's end with its group)."""
+    return value(model, {name: getattr(row, name) for name in _FIELDS[model]})
+
+
 def changed(made: M, **changes: Any) -> M:
     """`made` with `changes` (valid values of its fields): `model_copy(update=...)`
     without pydantic's copy machinery, which costs more than a job's end statement."""
@@ -60,19 +61,9 @@ def job(row: Any) -> Job:
     return value(Job, row._asdict())
 
 
-def job_in(row: Any) -> Job:
-    """The job of a row that holds the job's columns and more (a claim's head)."""
-    return value(Job, {name: getattr(row, name) for name in _JOB_COLUMNS})
-
-
 def run(row: Any) -> JobRun:
     return value(JobRun, row._asdict())
 
 
 def group(row: Any) -> JobGroup:
     return value(JobGroup, row._asdict())
-
-
-def group_in(row: Any) -> JobGroup:
-    """The group of a row that holds the group's columns and more (a member's end)."""
-    return value(JobGroup, {name: getattr(row, name) for name in _GROUP_COLUMNS})

@@ -14,7 +14,7 @@ from scheduler_core import Job, JobGroup, JobRun, JobStatus, SchedulerService
 from scheduler_core.columns import UTCDateTime
 from scheduler_core.prepared import Prepared, prepared
 from scheduler_core.store.hot import first_head
-from scheduler_core.store.rows import changed
+from scheduler_core.store.rows import changed, value_in
 from scheduler_core.store.rows import group as _group
 from scheduler_core.store.rows import job as _job
 from scheduler_core.store.rows import run as _run
@@ -60,6 +60,24 @@ def test_public_values_built_from_rows_equal_validated_ones(
             assert built.model_dump() == validated.model_dump()
             assert built.model_dump_json() == validated.model_dump_json()
             assert built.model_fields_set == set(model.model_fields)
+
+
+def test_values_built_from_rows_with_more_columns_equal_validated_ones(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    """A claim's head (a job with its class) and a member's end (a run's end with its
+    group) carry more columns than the value's: only the value's are taken."""
+    svc = open_service()
+    _fill(svc)
+    for table, model in ((J, Job), (G, JobGroup)):
+        stmt = sa.select(sa.literal("extra").label("class_name"), table)
+        for row in svc.db.read(lambda c, s=stmt: prepared(c, s).all(c)):
+            built = value_in(model, row)
+            validated = model.model_validate(
+                {k: v for k, v in row._asdict().items() if k in model.model_fields}
+            )
+            assert built == validated
+            assert built.model_dump_json() == validated.model_dump_json()
 
 
 def test_a_value_changed_without_pydantic_equals_its_model_copy(
