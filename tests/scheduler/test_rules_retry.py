@@ -43,17 +43,18 @@ def test_failed_job_gets_a_linked_retry_with_the_same_type_params_and_priority(
 def test_retry_backoff_puts_not_before_in_the_future_and_holds_the_retry_until_then(
     open_service: Callable[..., SchedulerService], handler: GateHandler
 ) -> None:
-    svc = open_service(retry_backoff_seconds=0.6, retry_backoff_factor=2.0)
+    # A backoff long enough that the next call comes before it ends on a loaded machine.
+    svc = open_service(retry_backoff_seconds=3.0, retry_backoff_factor=2.0)
     svc.register("job", handler, resource="external")
     svc.enqueue_job("job", {"name": "flaky", "fail": 1})
     _, run = svc.dispatch_one()
     (retry,) = svc.list_queued_jobs()
     assert retry.not_before is not None
-    assert retry.not_before >= run.finished_at + timedelta(seconds=0.59)
+    assert retry.not_before >= run.finished_at + timedelta(seconds=2.99)
     # Not dispatched before its time, although a slot is free.
     assert svc.dispatch_one() is None
     assert status_of(svc, retry) == JobStatus.QUEUED
-    wait_for(lambda: svc.dispatch_one() is not None, timeout=5, what="the retry to become due")
+    wait_for(lambda: svc.dispatch_one() is not None, timeout=20, what="the retry to become due")
     assert run_of(svc, retry).started_at >= retry.not_before
     assert status_of(svc, retry) == JobStatus.COMPLETED
 
