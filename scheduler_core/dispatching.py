@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from scheduler_core.executor import Executor
     from scheduler_core.holdings import Holdings
     from scheduler_core.membership import Membership
+    from scheduler_core.pacing import Slot
     from scheduler_core.plugins import Plugins
     from scheduler_core.registry import JobType, Registry
     from scheduler_core.run_records import RunRecords
@@ -143,15 +144,18 @@ class Dispatching:
         """
         return self._execute_claim(claim, until=until, more=None)[0]
 
-    def run_claims(self, claim: Claim, *, until: threading.Event, more: Callable[[], bool]) -> None:
+    def run_claims(
+        self, claim: Claim, *, until: threading.Event, more: Callable[[], bool], slot: Slot
+    ) -> None:
         """Run `claim`, then, while `more()`, the next job claimed in the transaction that
         records the previous one's end: one write per job and no hand-off between
-        threads while work is queued (the worker loop's slots)."""
+        threads while work is queued (the worker loop's slots; `slot` follows their
+        phases, pacing.py)."""
         current: Claim | None = claim
         while current is not None:
             running = current
             try:
-                current = self._execute_claim(running, until=until, more=more)[1]
+                current = self._execute_claim(running, until=until, more=more, slot=slot)[1]
             except Exception:  # a bug: logged with the job it hit; the slot goes idle
                 log.exception(
                     "action=execute_failed job_id=%s run_id=%s",
@@ -161,11 +165,20 @@ class Dispatching:
                 return
 
     def _execute_claim(
-        self, claim: Claim, *, until: threading.Event | None, more: Callable[[], bool] | None
+        self,
+        claim: Claim,
+        *,
+        until: threading.Event | None,
+        more: Callable[[], bool] | None,
+        slot: Slot | None = None,
     ) -> tuple[Finish, Claim | None]:
         try:
             try:
+                if slot is not None:
+                    slot.running()
                 outcome, expired = self._execute(claim)
+                if slot is not None:
+                    slot.writing()
             except KeyboardInterrupt:
                 for _ in range(2):  # a second interrupt may arrive while it is handed back
                     try:

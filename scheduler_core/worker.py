@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from scheduler_core.database import is_transient
 from scheduler_core.deadlines import raise_in
 from scheduler_core.errors import InfrastructureError, JobInterrupted
+from scheduler_core.pacing import Pacing, Slot
 from scheduler_core.wakeups import Wakeups
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class WorkerLoop:
         self._abandon = threading.Event()
         self._job_threads: set[int] = set()  # idents of the threads running a job
         self._idle = threading.Condition(self._lock)
+        self._pacing = Pacing(serial_writes=service.db.is_sqlite)
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llmsched-job")
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="llmsched-dispatcher", daemon=True
@@ -48,7 +50,7 @@ class WorkerLoop:
         )
         # Work queued or slots freed by other processes wake the dispatcher at once.
         self._wakeups = Wakeups(
-            service.db.engine.url, service.signal.notify, wanted=lambda: self._free() > 0
+            service.db.engine.url, service.signal.notify, wanted=self._would_fill
         )
 
     def start(self) -> None:
@@ -95,6 +97,10 @@ class WorkerLoop:
         with self._lock:
             return self.slots - self.running
 
+    def _would_fill(self) -> bool:
+        """Would the dispatcher fill a slot now (so a wake-up is worth sending)?"""
+        return self._free() > 0 and not self._pacing.advancing()
+
     def _dispatch_loop(self) -> None:
         """Claim while slots are free; pause while a dependency is down. Never dies: every
         error is logged and waited out."""
@@ -113,9 +119,15 @@ class WorkerLoop:
                     service.reconcile()
                     reconciled = time.monotonic()
                 seen = signal.version
-                while self._free() > 0 and not self._draining.is_set() and self._start_next():
-                    pass
-                signal.wait(seen, poll)
+                wait = poll
+                while self._free() > 0 and not self._draining.is_set():
+                    look = self._pacing.wait_to_fill()
+                    if look:  # the running slots take the queued jobs themselves
+                        wait = min(look, poll)
+                        break
+                    if not self._start_next():
+                        break
+                signal.wait(seen, wait)
             except Exception as exc:
                 self._dispatch_error(exc)
 
@@ -133,23 +145,32 @@ class WorkerLoop:
         claim = self.service.claim_next(look_first=True)
         if claim is None:
             return False
+        slot = self._pacing.slot()
+        slot.running()  # seen as advancing before its thread picks the job up
         with self._lock:
             self.running += 1
-        self._pool.submit(self._execute, claim)
+        self._pool.submit(self._execute, claim, slot)
         return True
 
-    def _may_claim(self) -> bool:
+    def _may_claim(self, slot: Slot) -> bool:
         """May a slot that just ended a job claim the next one itself?"""
-        return not self._draining.is_set() and not self.service.availability.paused
+        return (
+            not self._draining.is_set()
+            and not self.service.availability.paused
+            and self._pacing.may_chain(slot)
+        )
 
-    def _execute(self, claim: Claim) -> None:
+    def _execute(self, claim: Claim, slot: Slot) -> None:
         with self._lock:
             self._job_threads.add(threading.get_ident())
         try:
-            self.service.run_claims(claim, until=self._abandon, more=self._may_claim)
+            self.service.run_claims(
+                claim, until=self._abandon, more=lambda: self._may_claim(slot), slot=slot
+            )
         except JobInterrupted:
             pass  # handed back to the queue by execute_claim
         finally:
+            self._pacing.drop(slot)
             with self._idle:
                 self._job_threads.discard(threading.get_ident())
                 self.running -= 1

@@ -3,11 +3,12 @@ freed slot or new work wakes the dispatcher at once instead of on the next poll.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
 
-from scheduler_core import InvalidJobError, InvalidStateError, JobStatus, SchedulerService
+from scheduler_core import InvalidJobError, InvalidStateError, JobStatus, SchedulerService, pacing
 from tests.conftest import wait_for
 from tests.scheduler.rules_support import (
     GateHandler,
@@ -127,3 +128,75 @@ def test_start_refuses_a_second_start_and_bad_concurrency(looping: SchedulerServ
     finally:
         assert looping.stop(timeout=10)
     assert looping.stop(timeout=1) is True  # stopping a stopped service is harmless
+
+
+def test_every_slot_fills_while_the_running_jobs_run_long(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    jobs = [looping.enqueue_job("job", {"name": f"long{i}", "block": True}) for i in range(3)]
+    looping.start(concurrency=3)
+    try:
+        for i in range(3):  # within the 5 s poll: the dispatcher looks again by itself
+            handler.wait_started(f"long{i}", timeout=4)
+        assert looping.running_count == 3
+    finally:
+        handler.release_all()
+        assert looping.stop(timeout=10)
+    assert all(status_of(looping, job) == JobStatus.COMPLETED for job in jobs)
+
+
+def test_short_jobs_run_in_a_free_slot_beside_a_long_one(
+    looping: SchedulerService, handler: GateHandler
+) -> None:
+    long = looping.enqueue_job("job", {"name": "long", "block": True}, priority=1)
+    short = [looping.enqueue_job("job", {"name": f"short{i}"}) for i in range(30)]
+    looping.start(concurrency=2)
+    try:
+        handler.wait_started("long")
+        for job in short:
+            wait_status(looping, job, JobStatus.COMPLETED)
+        assert status_of(looping, long) == JobStatus.RUNNING
+    finally:
+        handler.release_all()
+        assert looping.stop(timeout=10)
+
+
+class ThreadsHandler:
+    """Records which threads ran jobs, and how many ran at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.threads: set[int] = set()
+        self.running = 0
+        self.most = 0
+        self.ended = 0
+
+    def __call__(self, params: dict[str, object]) -> None:
+        with self._lock:
+            self.threads.add(threading.get_ident())
+            self.running += 1
+            self.most = max(self.most, self.running)
+        with self._lock:
+            self.running -= 1
+            self.ended += 1
+
+
+def test_on_sqlite_short_jobs_take_one_slot_and_on_postgresql_every_slot(
+    open_service: Callable[..., SchedulerService], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one writer: slots of jobs that end at once only take turns (pacing.py).
+    Here every job counts as short, however loaded the machine."""
+    monkeypatch.setattr(pacing, "SHORT_JOB_SECONDS", 60.0)
+    svc = open_service(poll_interval=5)
+    handler = ThreadsHandler()
+    svc.register("job", handler, resource="external")
+    svc.enqueue_jobs([{"job_type": "job", "params": {"n": i}} for i in range(60)])
+    svc.start(concurrency=4)
+    try:
+        wait_for(lambda: handler.ended == 60, what="the 60 jobs to end")
+    finally:
+        assert svc.stop(timeout=10)
+    if backend == "sqlite":
+        assert (len(handler.threads), handler.most) == (1, 1)
+    else:  # each slot waits on its own round trips: all four were filled at once
+        assert len(handler.threads) == 4
