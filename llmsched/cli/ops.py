@@ -228,11 +228,11 @@ def worker(
     ] = None,
 ) -> None:
     """Run the scheduler worker: dispatch queued jobs as Prefect flow runs until stopped."""
-    from flows.worker import run_worker
-
     level = log_level.upper()
-    if level not in LOG_LEVELS:
+    if level not in LOG_LEVELS:  # refused before the worker's imports (Prefect: seconds)
         raise CLIError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    from flows.worker import run_worker  # configures logging: before show_worker_logs
+
     show_worker_logs(getattr(logging, level), log_file)
     with service(db) as svc:
         code = run_worker(svc, slots=slots, drain_timeout=drain_timeout)
