@@ -23,7 +23,7 @@ import pytest
 from scheduler_core import SchedulerError, SchedulerService
 from scheduler_core.validation import shown
 from tests.cli.cli_runner import row_counts
-from tests.cli.conftest import ROOT, cli_env
+from tests.cli.conftest import OFFLINE, ROOT, cli_env
 
 BIG_IDS = [
     "0",
@@ -225,7 +225,7 @@ def run_commands(db_url: str, commands: list[list[str]]) -> list[dict[str, Any]]
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=cli_env(),
+        env=cli_env(**OFFLINE),  # as the `cli` fixture: this test has no Prefect server
         timeout=240,
         check=False,
     )

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.sqlite_only  # a real Prefect server and model server
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_hands_its_job_back_and_exits_130(
-    cli: CLI, prefect_api: str, llm: LLMServerProcess, sig: signal.Signals
+    subprocess_cli: CLI, prefect_api: str, llm: LLMServerProcess, sig: signal.Signals
 ) -> None:
+    cli = subprocess_cli  # a real `python -m llmsched` process receives the signal
     llm.control(hold=True)  # the model call never answers until released
     pending = cli.start(
         [["run", "story", "theme=an interrupted night", "--model", "openai/m"]],

@@ -8,6 +8,8 @@ from scheduler_core import JobStatus, SchedulerService
 from tests.cli.conftest import CLI, drain
 from tests.support import RUN_KEYS
 
+UNREACHABLE = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}  # nothing listens on port 9
+
 JOB_KEYS = {
     "job_id",
     "job_type",
@@ -80,6 +82,22 @@ def test_submit_parses_params_and_validates_against_the_flow(
 
 
 @pytest.mark.sqlite_only  # refused before any write: the backend plays no part
+def test_submit_queues_quietly_while_the_prefect_api_is_unreachable(
+    cli: CLI, setup_svc: SchedulerService
+) -> None:
+    """The queue is the scheduler's database: a Prefect server that is down (or not
+    there) never keeps work from being queued."""
+    queued = cli("submit", "story", "theme=a night without a server", env=UNREACHABLE)
+    assert queued.code == 0, queued
+    assert queued.stdout.startswith("queued job ") and queued.stderr == ""
+    (job,) = setup_svc.list_jobs()
+    assert (job.job_type, job.status, job.params) == (
+        "story",
+        JobStatus.QUEUED,
+        {"theme": "a night without a server"},
+    )
+
+
 def test_submit_refuses_bad_input_with_one_error_line(
     cli: CLI, setup_svc: SchedulerService
 ) -> None:

@@ -42,7 +42,7 @@ COMMANDS = [
 ]
 
 
-def test_help_everywhere(cli: CLI) -> None:
+def test_help_everywhere(subprocess_cli: CLI) -> None:
     runner = CliRunner()
     for command in COMMANDS:
         result = runner.invoke(app, [*command, "--help"], prog_name="llmsched")
@@ -50,7 +50,8 @@ def test_help_everywhere(cli: CLI) -> None:
         assert f"Usage: llmsched {' '.join(command)}" in result.output
         leaf = command not in (["group"], ["webhook"], ["setup"])
         assert ("--db" in result.output) == leaf, command
-    top, bare = cli.many([["--help"], []], db=False)
+    # The entry point itself, as a real process: help, and the bare command's exit code.
+    top, bare = subprocess_cli.many([["--help"], []], db=False)
     assert top.code == 0
     for name in ("submit", "jobs", "show", "status", "recover", "group", "webhook", "Exit codes"):
         assert name in top.stdout

@@ -38,7 +38,7 @@ from flows.prefect_jobs import resource_id
 from scheduler_core import JobGroupStatus, JobRunStatus, JobStatus, SchedulerService
 from scheduler_core.statuses import JobOrigin
 from scheduler_core.values import Job
-from tests.cli.conftest import ROOT, cli_env
+from tests.cli.conftest import CLI, ROOT, cli_env
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.llm_server.process import LLMServerProcess
 from tests.support import terminate
@@ -156,7 +156,7 @@ def state_of(flow_run_id: str | None) -> tuple[StateType | None, str | None]:
 
 
 def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
-    svc: SchedulerService, worker: Worker, pool: str, tmp_path: Path
+    svc: SchedulerService, worker: Worker, pool: str, tmp_path: Path, cli: CLI
 ) -> None:
     out = str(tmp_path / "out")
     low = svc.enqueue_job("story", story("low", out), priority=1)
@@ -222,10 +222,7 @@ def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
     # ends its flow run as the job ended.
     dropped = svc.enqueue_job("story", story("dropped", out))
     dropped_run = wait_external_id(svc, dropped.job_id or 0)
-    cancel = subprocess.run(
-        [sys.executable, "-m", "llmsched", "cancel", str(dropped.job_id), "--db", worker.db_url],
-        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    cancel = cli("cancel", str(dropped.job_id))  # on the worker's database
     assert cancel.stdout == f"cancelled job {dropped.job_id}\n", cancel.stderr
     wait_for(
         lambda: worker.alive() and state_of(dropped_run) == (StateType.CANCELLED, "Cancelled"),
@@ -233,11 +230,8 @@ def test_the_queue_is_in_prefect_and_prefect_clients_submit_into_it(
         what="the cancelled job's flow run to end Cancelled",
     )
     # Likewise a queued job's new priority: its run's tags follow.
-    moved = subprocess.run(
-        [sys.executable, "-m", "llmsched", "priority", str(low.job_id), "2", "--db", worker.db_url],
-        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert moved.returncode == 0, moved.stderr
+    moved = cli("priority", str(low.job_id), "2")
+    assert moved.code == 0, moved.stderr
     low_run = svc.get_job(low.job_id or 0).external_id
     wait_for(
         lambda: worker.alive() and "priority:2" in flow_run(low_run or "").tags,
