@@ -34,7 +34,8 @@ _IDLE, _RUNNING, _WRITING = 0, 1, 2
 
 
 class Slot:
-    """One slot thread's phase, written by that thread only (read by the others)."""
+    """One slot's phase: written by its thread (first by the dispatcher, which marks it
+    running before handing it over), read by the others."""
 
     __slots__ = ("_phase", "_ran", "_since")
 
