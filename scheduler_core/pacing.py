@@ -67,12 +67,6 @@ class Slot:
         phase = self._phase
         return phase == _WRITING or (phase == _RUNNING and now - self._since < SHORT_JOB_SECONDS)
 
-    def until_long(self, now: float) -> float:
-        """Seconds until its running job counts as long (0 if not running a short one)."""
-        if self._phase != _RUNNING:
-            return 0.0
-        return max(0.0, self._since + SHORT_JOB_SECONDS - now)
-
 
 class Pacing:
     """The slots of one worker loop, and the two decisions above."""
@@ -105,10 +99,8 @@ class Pacing:
         if not self.advancing():
             self._look = SHORT_JOB_SECONDS
             return 0.0
-        now = time.monotonic()
-        soonest = min((s.until_long(now) for s in self._slots), default=0.0)
-        wait = max(soonest, self._look)
-        self._look = min(self._look * 2, FILL_LOOK_MAX_SECONDS)
+        wait = self._look  # never shorter than a running job needs to count as long
+        self._look = min(wait * 2, FILL_LOOK_MAX_SECONDS)
         return wait
 
     def may_chain(self, slot: Slot) -> bool:
