@@ -117,7 +117,7 @@ class Dispatching:
             conn, job_types=self.registry.names(), now=utcnow(), bindings=self.registry.bindings
         )
 
-    def _claim_in(self, conn: Connection, count: int = 1) -> Claims:
+    def _claim_in(self, conn: Connection, count: int = 1, *, after_end: bool = False) -> Claims:
         return self.store.claim_many(
             conn,
             count,
@@ -125,6 +125,7 @@ class Dispatching:
             job_types=self.registry.names(),
             now=utcnow(),
             bindings=self.registry.bindings,
+            after_end=after_end,
         )
 
     def _claimed(self, claim: Callable[[Connection], Claims]) -> Claims:
@@ -328,7 +329,7 @@ class Dispatching:
 
         def write(conn: Connection) -> list[tuple[Finish, Claim | None]]:
             finishes = [self.store.finish(conn, c, o, now=utcnow()) for c, o in ends]
-            claims: list[Claim | None] = list(self._claim_in(conn, len(ends)))
+            claims: list[Claim | None] = list(self._claim_in(conn, len(ends), after_end=True))
             claims += [None] * (len(ends) - len(claims))
             return list(zip(finishes, claims, strict=True))
 

@@ -50,4 +50,4 @@ class StoreBase:
     def _dispatch_lock(self, conn: Connection, *, exclusive: bool) -> None:
         if self.is_postgres:
             lock = Hot.dispatch_lock_exclusive if exclusive else Hot.dispatch_lock_shared
-            prepared(conn, lock).run(conn, {"key": DISPATCH_LOCK_KEY}).close()
+            prepared(conn, lock).execute(conn, {"key": DISPATCH_LOCK_KEY})

@@ -77,11 +77,13 @@ class ClaimsStore(StoreBase):
         job_types: Sequence[str],
         now: datetime,
         bindings: Bindings = (),
+        after_end: bool = False,
     ) -> Claims:
         """Up to `count` claims in one transaction, as `count` claim_next calls in a row
         would make them (dispatch order, caps, reservations), for slots that are free
         together. On PostgreSQL the heads are read in one statement and the dispatch
-        lock taken once."""
+        lock taken once; `after_end`: the transaction recorded a run's end already
+        (store/finish.py), whose statement took that lock."""
         claims = Claims()
         if not job_types or count < 1:
             return claims
@@ -96,7 +98,8 @@ class ClaimsStore(StoreBase):
                     self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
                 )
             return claims
-        self._dispatch_lock(conn, exclusive=False)
+        if not after_end:
+            self._dispatch_lock(conn, exclusive=False)
         state = prepared(conn, heads_skip_locked(len(job_types), bindings)).all(
             conn, {**type_params(job_types), "now": now, "n": count}
         )
@@ -116,7 +119,7 @@ class ClaimsStore(StoreBase):
             if limit is not None and slot not in locked:
                 # Claims of the slot wait here until this one commits; the start then
                 # counts its RUNNING jobs in a snapshot taken after the lock.
-                prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
+                prepared(conn, Hot.lock_resource).execute(conn, {"resource": slot})
                 locked.add(slot)
             job = rows.value_in(Job, head)
             claim = self._start_with_run(
@@ -155,7 +158,7 @@ class ClaimsStore(StoreBase):
         """The RUNNING jobs of a capped slot; on PostgreSQL with the slot's row locked, so
         that claims of the slot are serialised across processes until this one commits."""
         if self.is_postgres:
-            prepared(conn, Hot.lock_resource).run(conn, {"resource": slot}).close()
+            prepared(conn, Hot.lock_resource).execute(conn, {"resource": slot})
         return int(prepared(conn, Hot.running_of).scalar(conn, {"resource": slot}))
 
     def _slot_is_full(self, conn: Connection, slot: str, limit: int) -> bool:
@@ -226,9 +229,9 @@ class ClaimsStore(StoreBase):
         insert = prepared(conn, Hot.insert_run)
         run_id = insert.scalar(conn, {f"v_{k}": v for k, v in values.items()})
         if job.group_id is not None:
-            prepared(conn, Hot.start_group).run(
+            prepared(conn, Hot.start_group).execute(
                 conn, {"b_group_id": job.group_id, "b_now": now}
-            ).close()
+            )
         return _claim(job, values, run_id=run_id)
 
     def claim_direct(

@@ -45,7 +45,9 @@ class FinishStore(StoreBase):
         ) -> JobGroup: ...
 
     def finish(self, conn: Connection, claim: Claim, outcome: Outcome, *, now: datetime) -> Finish:
-        """Close a RUNNING run and its job, then apply the retry and group rules."""
+        """Close a RUNNING run and its job, then apply the retry and group rules. On
+        PostgreSQL the end's statement takes the shared dispatch lock as well, for the
+        claim that may follow in the transaction (store/claims.py)."""
         job_status = JobStatus(outcome.status.value)
         params = {
             "b_run_id": claim.run.run_id,

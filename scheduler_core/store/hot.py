@@ -227,17 +227,20 @@ class Hot:
         .values(status=_P("b_status"), finished_at=_P("b_now"))
     )
     # PostgreSQL: both ends in one round trip; the run is closed only if its job was.
+    # The end takes the shared dispatch lock too (DISPATCH_LOCK_KEY): the slot's next
+    # claim follows in the same transaction and needs it, and would spend a round trip
+    # of its own on it (store/claims.py `claim_many(after_end=True)`).
     finish_run_and_job = finish_run.where(
         sa.exists(
             sa.select(sa.literal(1)).select_from(finish_job.returning(J.c.job_id).cte("ended"))
         )
-    )
+    ).returning(sa.func.pg_advisory_xact_lock_shared(DISPATCH_LOCK_KEY).label("dispatch_locked"))
     # The same for a group member, with its group's row (`b_group_id`) read in that round
     # trip too: the member's end applies the group's rules next (store/finish.py).
     _closed = finish_run_and_job.cte("closed")
-    finish_member_run_and_job = sa.select(_closed.c.flow_run_id, *G.c).select_from(
-        _closed.outerjoin(G, G.c.group_id == _P("b_group_id"))
-    )
+    finish_member_run_and_job = sa.select(
+        _closed.c.flow_run_id, _closed.c.dispatch_locked, *G.c
+    ).select_from(_closed.outerjoin(G, G.c.group_id == _P("b_group_id")))
 
 
 def type_params(job_types: Any) -> dict[str, Any]:

@@ -52,8 +52,8 @@ class Claimer(threading.Thread):
         self.seconds = 0.0
         claim_in = svc._claim_in
 
-        def spy(conn: Any, count: int = 1) -> Claims:
-            claims = claim_in(conn, count)
+        def spy(conn: Any, count: int = 1, **kw: Any) -> Claims:
+            claims = claim_in(conn, count, **kw)
             if not claims and claims.passed_over:
                 self.looked.set()
             return claims

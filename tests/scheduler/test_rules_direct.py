@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from scheduler_core import (
@@ -18,7 +21,8 @@ from scheduler_core import (
     SchedulerError,
     SchedulerService,
 )
-from tests.conftest import wait_for
+from scheduler_core.store.hot import DISPATCH_LOCK_KEY
+from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
 from tests.scheduler.rules_support import (
     GateHandler,
     count_rows,
@@ -233,3 +237,46 @@ def test_direct_ollama_work_waits_while_an_ollama_job_runs(
     assert caller.get_job(run.job_id).resource == "ollama"
     assert run.started_at >= run_of(caller, ollama_job).finished_at
     assert handler.started == ["o-job", "ext-direct", "o-direct"]
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL's dispatch lock")
+def test_a_slots_next_claim_holds_the_dispatch_lock_from_its_jobs_end_on(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL: a slot's next claim runs in its job's end transaction, and the end's
+    statement takes the shared dispatch lock that orders claims against reservations. A
+    reservation made between the end and the claim would otherwise not wait for the
+    claim, and the claim, in a snapshot taken before the reservation committed, would
+    start a job under it."""
+    with fresh_database("postgres", tmp_path) as url:
+        svc = SchedulerService.open(url, **TEST_SETTINGS)
+        other = psycopg.connect(url, autocommit=True)
+        held_at_claims: list[bool] = []
+        claim_many = svc.store.claim_many
+
+        def spy(conn: Any, count: int, **kw: Any) -> Any:
+            if kw.get("after_end"):
+                # An exclusive request, as a reservation makes, from another session.
+                got = other.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (DISPATCH_LOCK_KEY,)
+                ).fetchone()
+                if got and got[0]:
+                    other.execute("SELECT pg_advisory_unlock(%s)", (DISPATCH_LOCK_KEY,))
+                held_at_claims.append(not (got and got[0]))
+            return claim_many(conn, count, **kw)
+
+        svc.store.claim_many = spy  # type: ignore[method-assign]
+        svc.register("job", lambda params: None)
+        jobs = [svc.enqueue_job("job", {"n": n}) for n in range(3)]
+        svc.start(concurrency=1)
+        try:
+            for job in jobs:
+                wait_status(svc, job, JobStatus.COMPLETED, timeout=30)
+        finally:
+            svc.stop(timeout=10)
+            svc.close()
+        got = other.execute("SELECT pg_try_advisory_lock(%s)", (DISPATCH_LOCK_KEY,)).fetchone()
+        other.close()
+    assert got and got[0], "the lock is free once no claim runs"
+    assert held_at_claims, "no claim followed an end"
+    assert all(held_at_claims), held_at_claims
