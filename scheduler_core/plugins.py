@@ -2,9 +2,10 @@
 hooks you need, and add it with `SchedulerService.add_plugin`.
 
 Hooks named `on_*_in_tx` run inside the transaction of the change they report, so what
-they write commits or rolls back with it (the webhook outbox). `after_write` runs when
-a write transaction has ended, and says whether it committed (what a hook noted in the
-transaction is sent only then); `after_enqueue` after new jobs were committed by a
+they write commits or rolls back with it (the webhook outbox); what such a hook reads at
+every run's end can ride on the end's own statement (`reads_with_end`). `after_write`
+runs when a write transaction has ended, and says whether it committed (what a hook
+noted in the transaction is sent only then); `after_enqueue` after new jobs were committed by a
 submission; `on_recovered` after a dead worker's job was recovered; these three run
 outside any transaction (a failing one is logged, and the scheduler goes on). `start`
 and `stop` follow the service's background worker.
@@ -15,19 +16,30 @@ Webhooks (scheduler_core/webhooks) are such a plugin, installed by every service
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
+from scheduler_core.errors import ConfigurationError
 from scheduler_core.values import Claim, Finish, Job, JobGroup, JobRun
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 log = logging.getLogger("scheduler_core.plugins")
+DIALECTS = ("sqlite", "postgresql")
 
 
 class Plugin:
     """No-op hooks; a plugin overrides the ones it needs."""
+
+    def reads_with_end(self, dialect: str) -> Mapping[str, Any]:
+        """Scalar SQL expressions (SQLAlchemy) that the statement recording a run's end
+        evaluates too, by label (a Python identifier, unique among plugins): their values
+        are in `conn.info[label]` when `on_terminal_run_in_tx` runs for that end. A read
+        that every end needs costs no statement of its own (on PostgreSQL, no round
+        trip). Called when the plugin is added, once per `dialect` ('sqlite',
+        'postgresql'). An end recorded another way (recovery) leaves no value there."""
+        return {}
 
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         """A run ended COMPLETED, FAILED or SKIPPED (written in `conn`'s transaction)."""
@@ -62,10 +74,31 @@ class Plugins(Plugin):
 
     def __init__(self) -> None:
         self._plugins: list[Plugin] = []
+        self._reads: dict[str, tuple[tuple[str, Any], ...]] = {d: () for d in DIALECTS}
 
     def add(self, plugin: Plugin) -> None:
-        if plugin not in self._plugins:
-            self._plugins.append(plugin)
+        """Raises ConfigurationError, and adds nothing, if the plugin's reads are
+        labelled with a name that is no Python identifier or is another plugin's."""
+        if plugin in self._plugins:
+            return
+        reads = {}
+        for dialect in DIALECTS:
+            merged = dict(self._reads[dialect])
+            for label, expression in plugin.reads_with_end(dialect).items():
+                if not label.isidentifier() or label in merged:
+                    raise ConfigurationError(
+                        f"{type(plugin).__name__}.reads_with_end: the label {label!r} is "
+                        "not a Python identifier, or another plugin's; name it uniquely"
+                    )
+                merged[label] = expression
+            reads[dialect] = tuple(merged.items())
+        self._plugins.append(plugin)
+        self._reads = reads
+
+    def end_reads(self, dialect: str) -> tuple[tuple[str, Any], ...]:
+        """Every plugin's `reads_with_end`, as one tuple that stays the same object
+        until a plugin is added (the store builds the end's statement once per tuple)."""
+        return self._reads[dialect]
 
     def __iter__(self) -> Iterator[Plugin]:
         return iter(list(self._plugins))

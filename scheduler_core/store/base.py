@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from scheduler_core.plugins import Plugin
+from scheduler_core.plugins import Plugins
 from scheduler_core.prepared import prepared
 from scheduler_core.rules.ordering import PositionClock
 from scheduler_core.rules.retry import RetryPolicy
@@ -24,13 +24,13 @@ class StoreBase:
         *,
         dialect: str,
         retry_policy: RetryPolicy,
-        plugins: Plugin | None = None,
+        plugins: Plugins | None = None,
         log_dir: Path | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.is_postgres = dialect == "postgresql"
         self.retry_policy = retry_policy
-        self.plugins = plugins or Plugin()
+        self.plugins = plugins or Plugins()
         self.positions = PositionClock()
         self._known_resources: set[str] = set()
 

@@ -16,7 +16,15 @@ from scheduler_core.rules.retry import automatic_retry_at
 from scheduler_core.statuses import JobRunStatus, JobStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
-from scheduler_core.store.hot import QUEUED, RUNNING, Hot
+from scheduler_core.store.hot import (
+    QUEUED,
+    RUNNING,
+    Hot,
+    ending,
+    member_end,
+    run_and_job_end,
+    run_end,
+)
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import LEASES as L
 from scheduler_core.tables import RUNS as R
@@ -59,15 +67,16 @@ class FinishStore(StoreBase):
             "b_artifacts": list(outcome.artifacts),
         }
         group: JobGroup | None = None  # a member's, read with its end on PostgreSQL
+        reads = self.plugins.end_reads("postgresql" if self.is_postgres else "sqlite")
         if not self.is_postgres:
-            run_row = prepared(conn, Hot.finish_run).first(conn, params)
+            run_row = prepared(conn, ending(run_end, reads)).first(conn, params)
             ended = prepared(conn, Hot.finish_job).rowcount(conn, params)
         elif claim.job.group_id is None:
-            run_row = prepared(conn, Hot.finish_run_and_job).first(conn, params)
+            run_row = prepared(conn, ending(run_and_job_end, reads)).first(conn, params)
             ended = 1
         else:
             params["b_group_id"] = claim.job.group_id
-            run_row = prepared(conn, Hot.finish_member_run_and_job).first(conn, params)
+            run_row = prepared(conn, ending(member_end, reads)).first(conn, params)
             ended = 1
             if run_row is not None and run_row.group_id is not None:
                 group = rows.value_in(JobGroup, run_row)
@@ -104,7 +113,13 @@ class FinishStore(StoreBase):
             if retry_at is None
             else self.insert_linked_job(conn, job, not_before=retry_at, now=now)
         )
-        self.plugins.on_terminal_run_in_tx(conn, job, run)
+        for label, _ in reads:  # for the plugins' hook, and for it alone
+            conn.info[label] = getattr(run_row, label)
+        try:
+            self.plugins.on_terminal_run_in_tx(conn, job, run)
+        finally:
+            for label, _ in reads:
+                conn.info.pop(label, None)
         if job.status == JobStatus.FAILED:
             self.plugins.on_retry_decided_in_tx(conn, job, retry)
         if group is not None and job.status == JobStatus.CANCELLED:

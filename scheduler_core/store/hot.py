@@ -154,6 +154,66 @@ def start_with_run(start: sa.Update) -> sa.Select[Any]:
     )
 
 
+# A run's end: built by functions, so that an end can return the plugins' reads as well
+# (plugins.py `reads_with_end`, `ending` below): each is given as extra labelled columns.
+def run_end(*extra: Any) -> Any:
+    """Close a RUNNING run. It returns the only column of a RUNNING run that changes
+    after its start (store/leases.py `set_flow_run_id`); the rest is known
+    (store/finish.py)."""
+    return (
+        sa.update(R)
+        .where(R.c.run_id == _P("b_run_id"), R.c.status == JobRunStatus.RUNNING.value)
+        .values(
+            status=_P("b_status"),
+            finished_at=_P("b_now"),
+            exit_code=_P("b_exit_code"),
+            error=_P("b_error"),
+            artifacts=_P("b_artifacts", type_=R.c.artifacts.type),
+        )
+        .returning(R.c.flow_run_id, *extra)
+    )
+
+
+def job_end() -> Any:
+    return (
+        sa.update(J)
+        .where(J.c.job_id == _P("b_job_id"), J.c.status == RUNNING)
+        .values(status=_P("b_status"), finished_at=_P("b_now"))
+    )
+
+
+def run_and_job_end(*extra: Any) -> Any:
+    """PostgreSQL: both ends in one round trip; the run is closed only if its job was.
+    The end takes the shared dispatch lock too (DISPATCH_LOCK_KEY): the slot's next
+    claim follows in the same transaction and needs it, and would spend a round trip of
+    its own on it (store/claims.py `claim_many(after_end=True)`)."""
+    lock = sa.func.pg_advisory_xact_lock_shared(DISPATCH_LOCK_KEY).label("dispatch_locked")
+    ended = job_end().returning(J.c.job_id).cte("ended")
+    return run_end(lock, *extra).where(sa.exists(sa.select(sa.literal(1)).select_from(ended)))
+
+
+def member_end(*extra: Any) -> Any:
+    """The same for a group member, with its group's row (`b_group_id`) read in that
+    round trip too: the member's end applies the group's rules next (store/finish.py)."""
+    closed = run_and_job_end().cte("closed")
+    return sa.select(closed.c.flow_run_id, closed.c.dispatch_locked, *G.c, *extra).select_from(
+        closed.outerjoin(G, G.c.group_id == _P("b_group_id"))
+    )
+
+
+_ENDINGS: dict[tuple[Any, tuple[tuple[str, Any], ...]], Any] = {}
+
+
+def ending(build: Any, reads: tuple[tuple[str, Any], ...]) -> Any:
+    """The end statement `build` makes (`run_end`, `run_and_job_end` or `member_end`)
+    with the plugins' reads, each labelled as its name; built once per set of reads."""
+    key = (build, reads)
+    made = _ENDINGS.get(key)
+    if made is None:
+        made = _ENDINGS[key] = build(*(expr.label(label) for label, expr in reads))
+    return made
+
+
 class Hot:
     """The prebuilt statements."""
 
@@ -207,40 +267,7 @@ class Hot:
         .returning(J.c.job_id)
     )
     start_group = group_start(_P("b_group_id"))
-    finish_run = (
-        sa.update(R)
-        .where(R.c.run_id == _P("b_run_id"), R.c.status == JobRunStatus.RUNNING.value)
-        .values(
-            status=_P("b_status"),
-            finished_at=_P("b_now"),
-            exit_code=_P("b_exit_code"),
-            error=_P("b_error"),
-            artifacts=_P("b_artifacts", type_=R.c.artifacts.type),
-        )
-        # The only column of a RUNNING run that changes after its start (store/leases.py
-        # `set_flow_run_id`); the rest is known (store/finish.py).
-        .returning(R.c.flow_run_id)
-    )
-    finish_job = (
-        sa.update(J)
-        .where(J.c.job_id == _P("b_job_id"), J.c.status == RUNNING)
-        .values(status=_P("b_status"), finished_at=_P("b_now"))
-    )
-    # PostgreSQL: both ends in one round trip; the run is closed only if its job was.
-    # The end takes the shared dispatch lock too (DISPATCH_LOCK_KEY): the slot's next
-    # claim follows in the same transaction and needs it, and would spend a round trip
-    # of its own on it (store/claims.py `claim_many(after_end=True)`).
-    finish_run_and_job = finish_run.where(
-        sa.exists(
-            sa.select(sa.literal(1)).select_from(finish_job.returning(J.c.job_id).cte("ended"))
-        )
-    ).returning(sa.func.pg_advisory_xact_lock_shared(DISPATCH_LOCK_KEY).label("dispatch_locked"))
-    # The same for a group member, with its group's row (`b_group_id`) read in that round
-    # trip too: the member's end applies the group's rules next (store/finish.py).
-    _closed = finish_run_and_job.cte("closed")
-    finish_member_run_and_job = sa.select(
-        _closed.c.flow_run_id, _closed.c.dispatch_locked, *G.c
-    ).select_from(_closed.outerjoin(G, G.c.group_id == _P("b_group_id")))
+    finish_job = job_end()
 
 
 def type_params(job_types: Any) -> dict[str, Any]:

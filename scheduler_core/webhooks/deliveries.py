@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from scheduler_core.columns import JSONType
 from scheduler_core.webhooks.errors import WebhookDeliveryNotFoundError
 from scheduler_core.webhooks.events import Event
 from scheduler_core.webhooks.models import (
@@ -38,6 +39,27 @@ _PENDING = DeliveryStatus.PENDING.value
 _LEASE_FREE = sa.or_(D.c.locked_until.is_(None), D.c.locked_until <= _P("now"))
 
 ENABLED_ENDPOINTS = sa.select(EP.c.endpoint_id, EP.c.events).where(EP.c.enabled == sa.true())
+# The same as one JSON value, `[[endpoint_id, events], ...]`, for a run's end statement to
+# return (plugins.py `reads_with_end`), per dialect.
+_ENABLED = EP.c.enabled == sa.true()
+ENABLED_ENDPOINTS_JSON = {
+    "postgresql": sa.select(
+        sa.func.coalesce(
+            sa.func.jsonb_agg(sa.func.jsonb_build_array(EP.c.endpoint_id, EP.c.events)),
+            sa.text("'[]'::jsonb"),
+            type_=JSONType,
+        )
+    )
+    .where(_ENABLED)
+    .scalar_subquery(),
+    "sqlite": sa.select(
+        sa.func.json_group_array(
+            sa.func.json_array(EP.c.endpoint_id, sa.func.json(EP.c.events)), type_=JSONType
+        )
+    )
+    .where(_ENABLED)
+    .scalar_subquery(),
+}
 
 # A delivery of the same endpoint in flight: a live lease (the row being judged has none).
 _BUSY = D.alias("busy")

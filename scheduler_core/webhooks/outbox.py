@@ -8,7 +8,8 @@ before the rows are visible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -28,6 +29,7 @@ from scheduler_core.webhooks.events import (
 
 _WAKE = "scheduler_core.webhooks.wake"
 _ENDPOINTS = "scheduler_core.webhooks.endpoints"  # read once per transaction
+_READ = "webhook_endpoints"  # read by a run's end statement (reads_with_end)
 
 
 def request_wake(conn: Connection) -> None:
@@ -35,11 +37,22 @@ def request_wake(conn: Connection) -> None:
     conn.info[_WAKE] = True
 
 
+def _endpoints(conn: Connection) -> list[tuple[int, list[str]]]:
+    """The enabled endpoints and their filters: as a run's end statement returned them,
+    else as read earlier in this transaction (slots' ends share one), else read now."""
+    read = conn.info.get(_READ)
+    if read is not None:
+        endpoints = conn.info[_ENDPOINTS] = [(int(i), list(e)) for i, e in read]
+        return endpoints
+    found: list[tuple[int, list[str]]] | None = conn.info.get(_ENDPOINTS)
+    if found is None:
+        rows = prepared(conn, deliveries.ENABLED_ENDPOINTS).all(conn)
+        found = conn.info[_ENDPOINTS] = [(r.endpoint_id, r.events) for r in rows]
+    return found
+
+
 def _write(conn: Connection, build: Callable[[], Event], event_type: str) -> None:
-    endpoints = conn.info.get(_ENDPOINTS)
-    if endpoints is None:  # the first end in this transaction (slots' ends share one)
-        endpoints = conn.info[_ENDPOINTS] = prepared(conn, deliveries.ENABLED_ENDPOINTS).all(conn)
-    targets = [e.endpoint_id for e in endpoints if matches(event_type, e.events)]
+    targets = [i for i, events in _endpoints(conn) if matches(event_type, events)]
     if not targets:
         return
     deliveries.insert_event(conn, build(), targets)
@@ -51,6 +64,9 @@ class WebhooksPlugin(Plugin):
 
     def __init__(self, sender: WebhookDispatcher) -> None:
         self.sender = sender
+
+    def reads_with_end(self, dialect: str) -> Mapping[str, Any]:
+        return {_READ: deliveries.ENABLED_ENDPOINTS_JSON[dialect]}
 
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         _write(conn, lambda: run_event(job, run), run_event_type(run))
