@@ -38,14 +38,21 @@ class CountsQueued(Plugin):
         self.cancelled_saw.append(conn.info.get("queued_left", "absent"))
 
 
-def test_a_plugins_read_rides_on_each_runs_end(
-    open_service: Callable[..., SchedulerService],
-) -> None:
+def counted(
+    open_service: Callable[..., SchedulerService], jobs: int
+) -> tuple[SchedulerService, CountsQueued, list[Job]]:
+    """A service with the plugin added and `jobs` jobs queued."""
     svc = open_service()
     plugin = CountsQueued()
     svc.add_plugin(plugin)
     svc.register("job", lambda params: None)
-    jobs = [svc.enqueue_job("job", {"n": n}) for n in range(3)]
+    return svc, plugin, [svc.enqueue_job("job", {"n": n}) for n in range(jobs)]
+
+
+def test_a_plugins_read_rides_on_each_runs_end(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    svc, plugin, jobs = counted(open_service, 3)
     for _ in jobs:
         assert svc.dispatch_one() is not None
     assert plugin.seen == [(job.job_id, left) for job, left in zip(jobs, [2, 1, 0], strict=True)]
@@ -58,11 +65,7 @@ def test_a_plugins_read_reaches_the_worker_loops_ends(
     open_service: Callable[..., SchedulerService],
 ) -> None:
     """The loop records an end and claims the slot's next job in one transaction."""
-    svc = open_service()
-    plugin = CountsQueued()
-    svc.add_plugin(plugin)
-    svc.register("job", lambda params: None)
-    jobs = [svc.enqueue_job("job", {"n": n}) for n in range(5)]
+    svc, plugin, jobs = counted(open_service, 5)
     svc.start(concurrency=1)
     try:
         wait_for(lambda: len(plugin.seen) == len(jobs), timeout=30, what="every end")
