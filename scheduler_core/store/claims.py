@@ -206,7 +206,10 @@ class ClaimsStore(StoreBase):
                 return None
         if row is None:
             raise StaleStateError(f"job {job.job_id} left QUEUED while being claimed")
-        return _claim(rows.value_in(Job, row), values, run_id=row.run_id)  # and its group started
+        started = rows.changed(
+            job, status=JobStatus.RUNNING, started_at=now, worker_id=worker_id, slot=slot
+        )
+        return _claim(started, values, run_id=row.run_id)  # and its group started
 
     def _run_values(
         self, conn: Connection, job: Job, *, worker_id: str, now: datetime

@@ -131,10 +131,13 @@ def group_start(group_id: Any) -> sa.Update:
 def start_with_run(start: sa.Update) -> sa.Select[Any]:
     """PostgreSQL: a job's `start` (an update returning its row), its run and its
     group's start in one round trip (data-modifying WITHs; the group's is run though
-    nothing refers to it). No row when the start updated none."""
+    nothing refers to it). It returns the job's id and its run's, or no row when the
+    start updated none: the claim has the rest of the job's row from its heads, read
+    with the row locked (store/claims.py), and a start changes only what it was given:
+    the columns are not sent twice."""
     started = start.cte("started")
     return sa.select(
-        started,
+        started.c.job_id,
         sa.insert(R)
         .from_select(
             list(RUN_INSERT_KEYS),
