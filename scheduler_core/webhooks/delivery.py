@@ -96,8 +96,11 @@ class WebhookDispatcher:
     def _loop(self, stopping: threading.Event) -> None:
         # Each sender has its own event loop, on which its attempts run one at a time.
         with asyncio.Runner() as runner:
-            # The setting is read at each connection: install_webhooks may replace it.
-            client = new_client(lambda: self.settings.allow_private)
+            # Made at the first delivery: a client's TLS set-up costs about 40 ms of CPU,
+            # which a worker whose jobs have no endpoint would pay at every start, beside
+            # its first jobs. The setting is read at each connection: install_webhooks
+            # may replace it.
+            client: httpx.AsyncClient | None = None
             try:
                 held: tuple[Claimed, float] | None = None
                 while held is not None or not stopping.is_set():
@@ -106,6 +109,8 @@ class WebhookDispatcher:
                         if held is None:
                             held = self.db.write(self._claim)
                         if held is not None:
+                            if client is None:
+                                client = new_client(lambda: self.settings.allow_private)
                             held = self._deliver(runner, client, *held, stopping=stopping)
                             continue
                         wait = self._idle_seconds()
@@ -121,8 +126,9 @@ class WebhookDispatcher:
                         wait = self.settings.poll_interval
                     self.signal.wait(seen, wait)
             finally:
-                with contextlib.suppress(Exception):
-                    runner.run(client.aclose())
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        runner.run(client.aclose())
 
     def _claim(self, conn: Connection) -> tuple[Claimed, float] | None:
         """The claimed delivery, and a monotonic time no later than its lease's end."""

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from scheduler_core import SchedulerService
-from scheduler_core.webhooks import WebhookDispatcher, add_webhook_endpoint, install_webhooks
+from scheduler_core.webhooks import (
+    WebhookDispatcher,
+    add_webhook_endpoint,
+    delivery,
+    install_webhooks,
+)
+from scheduler_core.webhooks.attempt import new_client
 from tests.conftest import wait_for
 from tests.scheduler.handlers import E2EJobHandler
 from tests.webhooks.conftest import ReceiverFactory
@@ -36,5 +45,43 @@ def test_a_run_event_is_sent_at_its_commit_not_at_the_next_poll(
         assert drain(svc) == 1
         (request,) = rec.wait_requests(1, timeout=10)
         assert payload(request)["event"] == "job.run.completed"
+    finally:
+        dispatcher.stop(timeout=5)
+
+
+def test_a_sender_makes_its_http_client_at_its_first_delivery_only(
+    open_service: Callable[..., SchedulerService],
+    tmp_path: Path,
+    receiver: ReceiverFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client's TLS set-up costs tens of milliseconds of CPU: a worker whose events go
+    nowhere never pays it beside its first jobs."""
+    made: list[object] = []
+
+    def counted(*args: Any) -> Any:
+        client = new_client(*args)
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(delivery, "new_client", counted)
+    svc = open_service()
+    svc.register("e2e", E2EJobHandler(tmp_path / "executions.jsonl"), resource="external")
+    dispatcher = install_webhooks(svc, **{**FAST, **LOCAL_RECEIVERS})
+    dispatcher.start()
+    try:
+        senders = dispatcher.settings.senders
+        wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to wait for work")
+        svc.enqueue_job("e2e", {"name": "unobserved"})
+        assert drain(svc) == 1
+        wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to look again")
+        assert made == []
+        rec = receiver()
+        add_webhook_endpoint(svc, rec.url)
+        svc.enqueue_job("e2e", {"name": "observed"})
+        assert drain(svc) == 1
+        (request,) = rec.wait_requests(1, timeout=10)
+        assert payload(request)["event"] == "job.run.completed"
+        assert len(made) == 1
     finally:
         dispatcher.stop(timeout=5)
