@@ -26,16 +26,20 @@ import time
 
 SHORT_JOB_SECONDS = 0.00025
 """A job that ran this long leaves its slot's thread waiting, for another slot to use."""
+HAND_OVER_SECONDS = 0.05
+"""A job handed to a slot's thread counts as advancing until the thread picks it up, for
+this long at most: a thread that is still starting (a new one opens its connection) has
+not shown that its job is long. Without it, a worker's first jobs filled every slot."""
 FILL_LOOK_MAX_SECONDS = 0.02
 """While slots advance, the dispatcher looks again after SHORT_JOB_SECONDS, doubling up
 to this: a busy chain of short jobs wakes it at most 50 times a second."""
 
-_IDLE, _RUNNING, _WRITING = 0, 1, 2
+_IDLE, _HANDED, _RUNNING, _WRITING = 0, 1, 2, 3
 
 
 class Slot:
     """One slot's phase: written by its thread (first by the dispatcher, which marks it
-    running before handing it over), read by the others."""
+    handed over), read by the others."""
 
     __slots__ = ("_phase", "_ran", "_since")
 
@@ -43,6 +47,11 @@ class Slot:
         self._phase = _IDLE
         self._since = 0.0  # when its current job began
         self._ran = 0.0  # how long its last job ran
+
+    def handed(self) -> None:
+        """The dispatcher handed a job to this slot's thread."""
+        self._since = time.monotonic()
+        self._phase = _HANDED
 
     def running(self) -> None:
         """A job starts in this slot."""
@@ -65,7 +74,9 @@ class Slot:
     def advances(self, now: float) -> bool:
         """Will it take the next job soon by itself?"""
         phase = self._phase
-        return phase == _WRITING or (phase == _RUNNING and now - self._since < SHORT_JOB_SECONDS)
+        if phase == _RUNNING:
+            return now - self._since < SHORT_JOB_SECONDS
+        return phase == _WRITING or (phase == _HANDED and now - self._since < HAND_OVER_SECONDS)
 
 
 class Pacing:

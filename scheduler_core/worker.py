@@ -146,7 +146,7 @@ class WorkerLoop:
         if claim is None:
             return False
         slot = self._pacing.slot()
-        slot.running()  # seen as advancing before its thread picks the job up
+        slot.handed()  # seen as advancing until its thread picks the job up
         with self._lock:
             self.running += 1
         self._pool.submit(self._execute, claim, slot)

@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from scheduler_core import pacing
-from scheduler_core.pacing import FILL_LOOK_MAX_SECONDS, SHORT_JOB_SECONDS, Pacing, Slot
+from scheduler_core.pacing import (
+    FILL_LOOK_MAX_SECONDS,
+    HAND_OVER_SECONDS,
+    SHORT_JOB_SECONDS,
+    Pacing,
+    Slot,
+)
 
 
 class Clock:
@@ -108,3 +114,25 @@ def test_without_serial_writes_every_free_slot_is_filled(clock: Clock) -> None:
     assert slots.wait_to_fill() == 0
     assert slots.may_chain(first) is True
     assert slots.may_chain(second) is True
+
+
+def test_a_job_handed_to_a_starting_thread_is_not_taken_for_a_long_one(clock: Clock) -> None:
+    """A new slot thread takes a while to start (its connection, its first statements):
+    until it picks its job up, it advances, up to HAND_OVER_SECONDS."""
+    slots = Pacing(serial_writes=True)
+    slot = slots.slot()
+    slot.handed()
+    clock.now += 10 * SHORT_JOB_SECONDS
+    assert slots.advancing() and slots.wait_to_fill() > 0
+    slot.running()  # picked up: its own job's time counts from here
+    assert slots.advancing()
+    clock.now += 2 * SHORT_JOB_SECONDS
+    assert slots.wait_to_fill() == 0
+
+
+def test_a_hand_over_that_never_completes_stops_deferring_fills(clock: Clock) -> None:
+    slots = Pacing(serial_writes=True)
+    slots.slot().handed()
+    clock.now += HAND_OVER_SECONDS
+    assert not slots.advancing()
+    assert slots.wait_to_fill() == 0
