@@ -19,12 +19,28 @@ from scheduler_core.webhooks.attempt import new_client
 from tests.conftest import wait_for
 from tests.scheduler.handlers import E2EJobHandler
 from tests.webhooks.conftest import ReceiverFactory
-from tests.webhooks.support import FAST, LOCAL_RECEIVERS, drain, payload
+from tests.webhooks.support import FAST, LOCAL_RECEIVERS, Receiver, drain, payload
 
 
 def _sleeping(dispatcher: WebhookDispatcher) -> int:
     """Senders blocked in their wait on the dispatcher's signal (the Condition's waiters)."""
     return len(dispatcher.signal._cond._waiters)  # type: ignore[attr-defined]
+
+
+def _senders_wait(dispatcher: WebhookDispatcher) -> None:
+    """Every sender has looked, found nothing and waits for work."""
+    senders = dispatcher.settings.senders
+    wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to wait for work")
+
+
+def _run_one(svc: SchedulerService, name: str) -> None:
+    svc.enqueue_job("e2e", {"name": name})
+    assert drain(svc) == 1
+
+
+def _received_its_end(rec: Receiver) -> None:
+    (request,) = rec.wait_requests(1, timeout=10)
+    assert payload(request)["event"] == "job.run.completed"
 
 
 def test_a_run_event_is_sent_at_its_commit_not_at_the_next_poll(
@@ -38,20 +54,15 @@ def test_a_run_event_is_sent_at_its_commit_not_at_the_next_poll(
     add_webhook_endpoint(svc, rec.url)
     dispatcher.start()
     try:
-        # Every sender has looked, found nothing and sleeps in its 60 s wait.
-        senders = dispatcher.settings.senders
-        wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to wait for work")
-        svc.enqueue_job("e2e", {"name": "one"})
-        assert drain(svc) == 1
-        (request,) = rec.wait_requests(1, timeout=10)
-        assert payload(request)["event"] == "job.run.completed"
+        _senders_wait(dispatcher)  # in their 60 s wait
+        _run_one(svc, "one")
+        _received_its_end(rec)
     finally:
         dispatcher.stop(timeout=5)
 
 
 def test_a_sender_makes_its_http_client_at_its_first_delivery_only(
-    open_service: Callable[..., SchedulerService],
-    tmp_path: Path,
+    hooked: tuple[SchedulerService, WebhookDispatcher],
     receiver: ReceiverFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -64,24 +75,14 @@ def test_a_sender_makes_its_http_client_at_its_first_delivery_only(
         made.append(client)
         return client
 
-    monkeypatch.setattr(delivery, "new_client", counted)
-    svc = open_service()
-    svc.register("e2e", E2EJobHandler(tmp_path / "executions.jsonl"), resource="external")
-    dispatcher = install_webhooks(svc, **{**FAST, **LOCAL_RECEIVERS})
-    dispatcher.start()
-    try:
-        senders = dispatcher.settings.senders
-        wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to wait for work")
-        svc.enqueue_job("e2e", {"name": "unobserved"})
-        assert drain(svc) == 1
-        wait_for(lambda: _sleeping(dispatcher) == senders, what="the senders to look again")
-        assert made == []
-        rec = receiver()
-        add_webhook_endpoint(svc, rec.url)
-        svc.enqueue_job("e2e", {"name": "observed"})
-        assert drain(svc) == 1
-        (request,) = rec.wait_requests(1, timeout=10)
-        assert payload(request)["event"] == "job.run.completed"
-        assert len(made) == 1
-    finally:
-        dispatcher.stop(timeout=5)
+    monkeypatch.setattr(delivery, "new_client", counted)  # senders started: none made yet
+    svc, dispatcher = hooked
+    _senders_wait(dispatcher)
+    _run_one(svc, "unobserved")
+    _senders_wait(dispatcher)  # looked again
+    assert made == []
+    rec = receiver()
+    add_webhook_endpoint(svc, rec.url)
+    _run_one(svc, "observed")
+    _received_its_end(rec)
+    assert len(made) == 1
