@@ -43,15 +43,24 @@ class Cancellations:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def start(self) -> None:
+        """Start the watching thread now (the worker loop's start), not in the first
+        job's time: a thread's start waits for the thread to run."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._watch, name="llmsched-cancels", daemon=True
+            )
+            self._thread.start()
+
     def begin(self, job_id: int) -> None:
         """The calling thread starts executing `job_id`."""
         with self._lock:
             self._running[job_id] = threading.get_ident()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._watch, name="llmsched-cancels", daemon=True
-                )
-                self._thread.start()
+            self._start()
 
     def end(self, job_id: int) -> bool:
         """The execution of `job_id` ended (called from its thread): True if it was

@@ -84,6 +84,19 @@ class Watchdog:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
+    def start(self) -> None:
+        """Start the watching thread now (the worker loop's start), not in the first
+        job's time: a thread's start waits for the thread to run."""
+        with self._cond:
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="llmsched-deadlines", daemon=True
+            )
+            self._thread.start()
+
     def watch(self, seconds: float, *, on_expiry: Callable[[], None]) -> _Watch:
         """Arm a deadline `seconds` from now for the calling thread."""
         item = _Watch(
@@ -95,11 +108,7 @@ class Watchdog:
         )
         with self._cond:
             heapq.heappush(self._heap, item)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="llmsched-deadlines", daemon=True
-                )
-                self._thread.start()
+            self._start()
             if self._heap[0] is item:  # else the thread's wait ends before this deadline
                 self._cond.notify()
         return item

@@ -56,6 +56,9 @@ class WorkerLoop:
     def start(self) -> None:
         log.info("action=worker_start worker_id=%s slots=%s", self.service.worker_id, self.slots)
         self._run_recovery()
+        # Before the first job: started by it, they made it look long (pacing.py).
+        self.service.deadlines.start()
+        self.service.cancellations.start()
         self._dispatcher.start()
         self._recovery.start()
         self._wakeups.start()

@@ -200,3 +200,23 @@ def test_on_sqlite_short_jobs_take_one_slot_and_on_postgresql_every_slot(
         assert (len(handler.threads), handler.most) == (1, 1)
     else:  # each slot waits on its own round trips: all four were filled at once
         assert len(handler.threads) == 4
+
+
+def test_the_worker_starts_its_deadline_and_cancel_watchers_before_any_job(
+    open_service: Callable[..., SchedulerService],
+) -> None:
+    """Started by the first job instead, each thread's start (it waits for the thread to
+    run) made that job look long to the slot pacing, which then filled a second slot
+    among short jobs."""
+    svc = open_service()
+    svc.register("job", lambda params: None)
+    svc.start(concurrency=2)
+    try:
+        watchers = [svc.deadlines._thread, svc.cancellations._thread]
+        assert all(t is not None and t.is_alive() for t in watchers)
+        job = svc.enqueue_job("job", {})
+        wait_status(svc, job, JobStatus.COMPLETED, timeout=30)
+        # The jobs use the same two threads: none is started per job.
+        assert [svc.deadlines._thread, svc.cancellations._thread] == watchers
+    finally:
+        assert svc.stop(timeout=10)
