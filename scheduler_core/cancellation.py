@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from scheduler_core.deadlines import raise_in
 from scheduler_core.errors import JobCancelled
 from scheduler_core.statuses import JobRunStatus
+from scheduler_core.threads import started_once
 from scheduler_core.values import Outcome
 
 log = logging.getLogger("scheduler_core.cancellation")
@@ -44,23 +45,15 @@ class Cancellations:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the watching thread now (the worker loop's start), not in the first
-        job's time: a thread's start waits for the thread to run."""
+        """Start the watching thread now (the worker loop's start), not in a job's time."""
         with self._lock:
-            self._start()
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._watch, name="llmsched-cancels", daemon=True
-            )
-            self._thread.start()
+            self._thread = started_once(self._thread, self._watch, "llmsched-cancels")
 
     def begin(self, job_id: int) -> None:
         """The calling thread starts executing `job_id`."""
         with self._lock:
             self._running[job_id] = threading.get_ident()
-            self._start()
+            self._thread = started_once(self._thread, self._watch, "llmsched-cancels")
 
     def end(self, job_id: int) -> bool:
         """The execution of `job_id` ended (called from its thread): True if it was

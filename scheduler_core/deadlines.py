@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scheduler_core.errors import SchedulerError
+from scheduler_core.threads import started_once
 
 log = logging.getLogger("scheduler_core.deadlines")
 
@@ -85,17 +86,9 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the watching thread now (the worker loop's start), not in the first
-        job's time: a thread's start waits for the thread to run."""
+        """Start the watching thread now (the worker loop's start), not in a job's time."""
         with self._cond:
-            self._start()
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="llmsched-deadlines", daemon=True
-            )
-            self._thread.start()
+            self._thread = started_once(self._thread, self._run, "llmsched-deadlines")
 
     def watch(self, seconds: float, *, on_expiry: Callable[[], None]) -> _Watch:
         """Arm a deadline `seconds` from now for the calling thread."""
@@ -108,7 +101,7 @@ class Watchdog:
         )
         with self._cond:
             heapq.heappush(self._heap, item)
-            self._start()
+            self._thread = started_once(self._thread, self._run, "llmsched-deadlines")
             if self._heap[0] is item:  # else the thread's wait ends before this deadline
                 self._cond.notify()
         return item

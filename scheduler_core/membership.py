@@ -14,6 +14,7 @@ from scheduler_core.database import Database
 from scheduler_core.liveness import HOST, process_started_at
 from scheduler_core.statuses import WorkerStatus
 from scheduler_core.store import Store
+from scheduler_core.threads import started_once
 from scheduler_core.values import Worker, utcnow
 
 log = logging.getLogger("scheduler_core")
@@ -51,11 +52,7 @@ class Membership:
             )
             self.db.write(lambda c: self.store.upsert_worker(c, worker))
             self.slots = slots
-            if self._heartbeat is None:
-                self._heartbeat = threading.Thread(
-                    target=self._beat, name="llmsched-heartbeat", daemon=True
-                )
-                self._heartbeat.start()
+            self._heartbeat = started_once(self._heartbeat, self._beat, "llmsched-heartbeat")
 
     def _beat(self) -> None:
         while not self._closing.wait(self._interval):

@@ -29,7 +29,7 @@ SHORT_JOB_SECONDS = 0.00025
 HAND_OVER_SECONDS = 0.05
 """A job handed to a slot's thread counts as advancing until the thread picks it up, for
 this long at most: a thread that is still starting (a new one opens its connection) has
-not shown that its job is long. Without it, a worker's first jobs filled every slot."""
+not shown that its job is long. Without it, a new thread's start filled another slot."""
 FILL_LOOK_MAX_SECONDS = 0.02
 """While slots advance, the dispatcher looks again after SHORT_JOB_SECONDS, doubling up
 to this: a busy chain of short jobs wakes it at most 50 times a second."""

@@ -38,10 +38,10 @@ _P = sa.bindparam
 _PENDING = DeliveryStatus.PENDING.value
 _LEASE_FREE = sa.or_(D.c.locked_until.is_(None), D.c.locked_until <= _P("now"))
 
-ENABLED_ENDPOINTS = sa.select(EP.c.endpoint_id, EP.c.events).where(EP.c.enabled == sa.true())
+_ENABLED = EP.c.enabled == sa.true()
+ENABLED_ENDPOINTS = sa.select(EP.c.endpoint_id, EP.c.events).where(_ENABLED)
 # The same as one JSON value, `[[endpoint_id, events], ...]`, for a run's end statement to
 # return (plugins.py `reads_with_end`), per dialect.
-_ENABLED = EP.c.enabled == sa.true()
 ENABLED_ENDPOINTS_JSON = {
     "postgresql": sa.select(
         sa.func.coalesce(
@@ -94,7 +94,7 @@ _DUE = (
         D.c.status == _PENDING,
         D.c.next_attempt_at <= _P("now"),
         _LEASE_FREE,
-        EP.c.enabled == sa.true(),
+        _ENABLED,
         ~_ENDPOINT_BUSY,
         D.c.endpoint_id.not_in(_P("skip", expanding=True)),
     )
@@ -154,7 +154,7 @@ _NEXT_WAKE = (
     .select_from(D)
     .join(EP, EP.c.endpoint_id == D.c.endpoint_id)
     .outerjoin(_BUSY_UNTIL, _BUSY_UNTIL.c.endpoint_id == D.c.endpoint_id)
-    .where(D.c.status == _PENDING, EP.c.enabled == sa.true())
+    .where(D.c.status == _PENDING, _ENABLED)
 )
 
 
