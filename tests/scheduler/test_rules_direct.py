@@ -248,21 +248,25 @@ def test_a_slots_next_claim_holds_the_dispatch_lock_from_its_jobs_end_on(
     reservation made between the end and the claim would otherwise not wait for the
     claim, and the claim, in a snapshot taken before the reservation committed, would
     start a job under it."""
+    # Advisory locks are per database, and other tests' schedulers share this one: the
+    # lock is looked for as held by the claiming session itself.
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+        "AND objid = %s AND objsubid = 1 AND mode = 'ShareLock' AND granted AND pid = %s"
+    )
     with fresh_database("postgres", tmp_path) as url:
         svc = SchedulerService.open(url, **TEST_SETTINGS)
         other = psycopg.connect(url, autocommit=True)
         held_at_claims: list[bool] = []
+        sessions: set[int] = set()
         claim_many = svc.store.claim_many
 
         def spy(conn: Any, count: int, **kw: Any) -> Any:
             if kw.get("after_end"):
-                # An exclusive request, as a reservation makes, from another session.
-                got = other.execute(
-                    "SELECT pg_try_advisory_lock(%s)", (DISPATCH_LOCK_KEY,)
-                ).fetchone()
-                if got and got[0]:
-                    other.execute("SELECT pg_advisory_unlock(%s)", (DISPATCH_LOCK_KEY,))
-                held_at_claims.append(not (got and got[0]))
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                sessions.add(pid)
+                (found,) = other.execute(held, (DISPATCH_LOCK_KEY, pid)).fetchone() or (0,)
+                held_at_claims.append(found == 1)
             return claim_many(conn, count, **kw)
 
         svc.store.claim_many = spy  # type: ignore[method-assign]
@@ -275,8 +279,8 @@ def test_a_slots_next_claim_holds_the_dispatch_lock_from_its_jobs_end_on(
         finally:
             svc.stop(timeout=10)
             svc.close()
-        got = other.execute("SELECT pg_try_advisory_lock(%s)", (DISPATCH_LOCK_KEY,)).fetchone()
+        left = [other.execute(held, (DISPATCH_LOCK_KEY, pid)).fetchone() for pid in sessions]
         other.close()
-    assert got and got[0], "the lock is free once no claim runs"
     assert held_at_claims, "no claim followed an end"
     assert all(held_at_claims), held_at_claims
+    assert left == [(0,)] * len(sessions), "the lock is released with each transaction"
