@@ -25,9 +25,11 @@ from sqlalchemy.engine import Connection
 
 
 class Prepared:
-    """One statement, compiled for one dialect."""
+    """One statement, compiled for one dialect: its `sql`, the driver's arguments for a
+    mapping of bind values (`arguments`) and a returned row's converted value (`convert`),
+    also for code that runs it on a driver connection of its own."""
 
-    __slots__ = ("_convert", "_dialect", "_keep_cursor", "_parameters", "_row", "sql", "statement")
+    __slots__ = ("_dialect", "_keep_cursor", "_row", "arguments", "convert", "sql", "statement")
 
     def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect) -> None:
         compiled: Any = statement.compile(dialect=dialect)  # a SQLCompiler
@@ -60,7 +62,7 @@ class Prepared:
             built = "(" + "".join(f"{v}, " for v in values) + ")"
         else:
             built = "{" + "".join(f"{n!r}: {v}, " for n, v in zip(names, values, strict=True)) + "}"
-        self._parameters: Callable[[Mapping[str, Any]], Any] = _generated(f"lambda p: {built}", env)
+        self.arguments: Callable[[Mapping[str, Any]], Any] = _generated(f"lambda p: {built}", env)
         # Per column, the driver's value, converted where its type needs it (timestamps,
         # JSON, booleans on SQLite).
         columns = list(getattr(statement, "exported_columns", ()))
@@ -74,7 +76,7 @@ class Prepared:
             if processor is not None:
                 env[f"c{i}"] = processor
             fields.append(f"r[{i}]" if processor is None else f"c{i}(r[{i}])")
-        self._convert: Callable[[Any], Any] = (
+        self.convert: Callable[[Any], Any] = (
             _generated("lambda r: new(Row, (" + "".join(f"{f}, " for f in fields) + "))", env)
             if columns
             else _no_rows
@@ -87,7 +89,7 @@ class Prepared:
         fairy = conn.connection
         dbapi = fairy.dbapi_connection
         assert dbapi is not None, "the connection is closed"
-        args = self._parameters(params or {})
+        args = self.arguments(params or {})
         cursor = fairy.info.get(_CURSOR) if self._keep_cursor else None
         if cursor is None:
             cursor = dbapi.cursor()
@@ -106,7 +108,7 @@ class Prepared:
     def all(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
         cursor = self.run(conn, params)
         try:
-            return [self._convert(raw) for raw in cursor.fetchall()]
+            return [self.convert(raw) for raw in cursor.fetchall()]
         finally:
             self._done(cursor)
 
@@ -115,7 +117,7 @@ class Prepared:
         cursor = self.run(conn, params)
         try:
             raw = cursor.fetchone()
-            return None if raw is None else self._convert(raw)
+            return None if raw is None else self.convert(raw)
         finally:
             self._done(cursor)
 

@@ -157,7 +157,7 @@ def test_the_sqlite_claim_seeks_the_dispatch_index_whatever_the_queue(tmp_path: 
 
         def plan(conn: sa.Connection) -> list[str]:
             claim = prepared(conn, first_head(1))
-            args = claim._parameters({"t0": "noop", "now": datetime.now(UTC)})
+            args = claim.arguments({"t0": "noop", "now": datetime.now(UTC)})
             rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {claim.sql}", tuple(args))
             return [row[3] for row in rows]
 
