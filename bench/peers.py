@@ -1,19 +1,25 @@
 """Ours beside huey, DBOS, procrastinate and PgQueuer on one workload, checked as it runs.
 
 Per system and round, on a fresh database (a SQLite directory or a PostgreSQL database):
+
 (a) `jobs` no-op jobs with random priorities 0-9 enqueued one by one (enqueue/s), then
-drained by one worker process with 1 slot and again (a second batch) with 4 slots
-(jobs/s, from the first job's start to the last one's end: worker start-up is not
-counted); (b) `exclusive_jobs` jobs of `hold` seconds on a resource limited to one job,
-drained by two worker processes of 2 slots: the median gap from one job's end to the next
-one's start; (c) ours only: a group of `exclusive_jobs` members alternating between two
-job types on that resource, each type run by one of two worker processes, so that every
-member starts in the other process: the cross-process hand-off. Every worker is started
-the way its system documents (a consumer, a worker command, a launched app) and every
-handler records its job's number and span
-(bench/peers_common.py), from which each drain is checked: every job exactly once, the
-1-slot drain in priority order (desc, then FIFO), no two exclusive jobs overlapping.
-Rounds alternate the systems, each round with the same priorities for all.
+    drained by one worker process with 1 slot and again (a second batch) with 4 slots,
+    4 slots first in every other round (jobs/s, from the first job's start to the last
+    one's end: worker start-up is not counted);
+(b) `exclusive_jobs` jobs of `hold` seconds on a resource limited to one job, drained
+    by two worker processes of 2 slots: the median gap from one job's end to the next
+    one's start;
+(c) ours only: a group of `exclusive_jobs` members alternating between two job types on
+    that resource, each type run by one of two worker processes, so that every member
+    starts in the other process: the cross-process hand-off.
+
+Two baselines run too: the raw loop (bench/peers_ours.py, the least any queue does) and,
+for (a) only, ours' own statements alone on the raw driver (ours' SQL: our database
+work without the product's Python). Every worker is started the way its system documents (a
+consumer, a worker command, a launched app) and every handler records its job's number
+and span (bench/peers_common.py), from which each drain is checked: every job exactly
+once, the 1-slot drain in priority order (desc, then FIFO), no two exclusive jobs
+overlapping. Rounds alternate the systems, each round with the same priorities for all.
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ class System:
     backends: tuple[str, ...] = ("sqlite", "postgres")
     how = ""  # configuration, as the docs and the table say it
     priority_note = "priority desc, then FIFO"
+    figures: tuple[str, ...] = ("enqueue", "slot1", "slot4", "handoff")  # what it is run for
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -135,6 +142,7 @@ class System:
 class Ours(System):
     name = "ours"
     how = "SchedulerService.open(url); worker: start(concurrency=N) until SIGTERM, stop()"
+    figures: tuple[str, ...] = ("enqueue", "slot1", "slot4", "handoff", "cross")
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
@@ -173,6 +181,23 @@ class Ours(System):
 
     def close(self) -> None:
         self.svc.close()
+
+
+class OursSql(Ours):
+    """Ours' database work alone: what the no-op drains would be with no product around
+    the statements (bench/peers_ours.py `ours_sql`)."""
+
+    name = "ours_sql"
+    how = (
+        "bench/peers_ours.py ours_sql: ours' own statements for a no-op job (the last run's "
+        "end, the head, the start and the run) in one transaction per job, as ours writes "
+        "them, on the raw driver's connections, a thread per slot"
+    )
+    figures = ("enqueue", "slot1", "slot4")
+
+    def worker(self, slots: int, out: Path, exclusive: bool) -> Any:
+        home = self.store.dir
+        return self.spawn(out, "-m", "bench.peers_ours", "ours_sql", self.url, home, slots, out)
 
 
 class Raw(System):
@@ -375,7 +400,16 @@ class PgQueuer(System):
         self.loop.close()
 
 
-SYSTEMS: tuple[type[System], ...] = (Ours, Raw, Huey, HueyDelete, Dbos, Procrastinate, PgQueuer)
+SYSTEMS: tuple[type[System], ...] = (
+    Ours,
+    OursSql,
+    Raw,
+    Huey,
+    HueyDelete,
+    Dbos,
+    Procrastinate,
+    PgQueuer,
+)
 IMPORTS = {"huey": "huey", "dbos": "dbos", "procrastinate": "procrastinate", "pgqueuer": "pgqueuer"}
 
 
@@ -500,7 +534,13 @@ class Tally:
 
 
 def one_round(
-    cls: type[System], store: Store, sizes: PeerSizes, rng: random.Random, tally: Tally
+    cls: type[System],
+    store: Store,
+    sizes: PeerSizes,
+    rng: random.Random,
+    tally: Tally,
+    *,
+    four_first: bool = False,
 ) -> None:
     system = cls(store)
     try:
@@ -510,45 +550,43 @@ def one_round(
             system.enqueue(n, p)
         tally.figures["enqueue"].append(sizes.jobs / (time.perf_counter() - start))
         drains: list[tuple[str, Drain]] = []
-        one = drain(
-            system,
-            store.dir / "slot1.txt",
-            prios,
-            slots=1,
-            processes=1,
-            exclusive=False,
-            timeout=sizes.timeout,
-        )
-        drains.append(("slot1", one))
-        tally.out_of_order += one.out_of_order
-        second = {n + sizes.jobs: p for n, p in prios.items()}
-        for n, p in second.items():
-            system.enqueue(n, p)
-        four = drain(
-            system,
-            store.dir / "slot4.txt",
-            second,
-            slots=4,
-            processes=1,
-            exclusive=False,
-            timeout=sizes.timeout,
-        )
-        drains.append(("slot4", four))
+        # The second batch drains from a database holding the first one's ended jobs:
+        # the rounds alternate which slot count goes first.
+        for i, slots in enumerate((4, 1) if four_first else (1, 4)):
+            batch = {n + i * sizes.jobs: p for n, p in prios.items()}
+            if i:
+                for n, p in batch.items():
+                    system.enqueue(n, p)
+            name = f"slot{slots}"
+            done = drain(
+                system,
+                store.dir / f"{name}.txt",
+                batch,
+                slots=slots,
+                processes=1,
+                exclusive=False,
+                timeout=sizes.timeout,
+            )
+            drains.append((name, done))
+            if slots == 1:  # the order is checked where one job runs at a time
+                tally.out_of_order += done.out_of_order
         first = 2 * sizes.jobs
-        held = dict.fromkeys(range(first, first + sizes.exclusive_jobs), 0)
-        for n in held:
-            system.enqueue_exclusive(n, sizes.hold)
-        excl = drain(
-            system,
-            store.dir / "exclusive.txt",
-            held,
-            slots=2,
-            processes=2,
-            exclusive=True,
-            timeout=sizes.timeout,
-        )
-        drains.append(("handoff", excl))
-        if isinstance(system, Ours):  # every hand-off between processes: ours only
+        if "handoff" in cls.figures:
+            held = dict.fromkeys(range(first, first + sizes.exclusive_jobs), 0)
+            for n in held:
+                system.enqueue_exclusive(n, sizes.hold)
+            excl = drain(
+                system,
+                store.dir / "exclusive.txt",
+                held,
+                slots=2,
+                processes=2,
+                exclusive=True,
+                timeout=sizes.timeout,
+            )
+            drains.append(("handoff", excl))
+        if "cross" in cls.figures:  # every hand-off between processes
+            assert isinstance(system, Ours)
             first += sizes.exclusive_jobs
             alternating = dict.fromkeys(range(first, first + sizes.exclusive_jobs), 0)
             system.enqueue_alternating(list(alternating), sizes.hold)
@@ -597,6 +635,7 @@ FIGURE_OF: dict[str, Callable[[Drain], float]] = {
     "handoff": lambda d: d.gap_ms,
     "cross": lambda d: d.cross_gap_ms,
 }
+BASELINES = ("ours", "ours_sql", "raw")  # not peers: ours, and what it is measured against
 CROSS_PROCESS_TARGET_MS = 10.0  # the issue's bound, besides "no worse than the best peer"
 
 
@@ -605,7 +644,7 @@ def rows(
 ) -> list[Result]:
     results: list[Result] = []
     ours = tallies.get("ours")
-    peers = {k: t for k, t in tallies.items() if k not in ("ours", "raw")}
+    peers = {k: t for k, t in tallies.items() if k not in BASELINES}
     for key, (what, unit, higher) in ROWS.items():
         row = f"peers: {what} ({sizes.jobs:,} / {sizes.exclusive_jobs} jobs)"
         if ours is None or not ours.figures[key]:
@@ -649,7 +688,25 @@ def rows(
                     raw.figures[key],
                     labels["raw"],
                     None,
-                    "the floor: the same transactions, no product",
+                    "the least any queue does: the same transactions, no product",
+                )
+            )
+        sql = tallies.get("ours_sql")
+        if sql and sql.figures[key] and key in ("slot1", "slot4"):
+            share = ""
+            if raw and raw.figures[key]:
+                of_raw = statistics.median(sql.figures[key]) / statistics.median(raw.figures[key])
+                share = f"; ours' statements alone are {of_raw:.2f}x raw"
+            results.append(
+                paired(
+                    f"{row}, vs ours' statements alone",
+                    backend,
+                    unit,
+                    mine,
+                    sql.figures[key],
+                    labels["ours_sql"],
+                    None,
+                    "ours' database work with none of its Python" + share,
                 )
             )
     for key, tally in tallies.items():
@@ -712,6 +769,9 @@ def run(ctx: Context) -> list[Result]:
     systems = [cls for cls in here if cls.package not in missing]
     labels = {cls.name: cls.label() for cls in systems}
     labels["raw"] = "raw sqlite3 WAL" if backend.name == "sqlite" else "raw psycopg SKIP LOCKED"
+    labels["ours_sql"] = "ours' statements alone, raw " + (
+        "sqlite3" if backend.name == "sqlite" else "psycopg"
+    )
     tallies = {cls.name: Tally() for cls in systems}
     rounds = 1 if mode == "smoke" else ctx.rounds  # smoke: every path once, within a minute
     for round_ in range(rounds):
@@ -720,7 +780,8 @@ def run(ctx: Context) -> list[Result]:
             tally = tallies[cls.name]
             try:
                 with fresh_store(backend.root, backend.postgres_url) as store:
-                    one_round(cls, store, sizes, random.Random(round_), tally)
+                    rng = random.Random(round_)
+                    one_round(cls, store, sizes, rng, tally, four_first=round_ % 2 == 1)
             except Exception as exc:
                 tally.errors.append(f"round {round_ + 1}: {exc!r}"[:300])
     results = rows(backend.name, sizes, tallies, labels)

@@ -2,6 +2,7 @@
 
     python -m bench.peers_ours ours URL HOME SLOTS OUT [ONLY]   (ONLY: one ALTERNATING type)
     python -m bench.peers_ours raw  URL-OR-FILE KIND SLOTS OUT   (KIND: noop or exclusive)
+    python -m bench.peers_ours ours_sql URL HOME SLOTS OUT         (no-op jobs)
 
 Ours is the real worker loop: `start(concurrency=SLOTS)` until SIGTERM, then `stop()`.
 The raw baseline is the least any queue on this database does: SLOTS threads, each
@@ -9,6 +10,12 @@ with its own connection, claiming the head (priority desc, id) in one transactio
 marking it done in a second; on PostgreSQL with FOR UPDATE SKIP LOCKED, on SQLite in WAL
 under BEGIN IMMEDIATE. The exclusive limit is a NOT EXISTS on running exclusive jobs,
 checked under the write lock (SQLite) or a transaction advisory lock (PostgreSQL).
+
+Ours' SQL alone runs ours' own statements for a no-op job, compiled by ours, through the
+raw driver with nothing else: the end of the slot's last run and job and the next claim
+(head, start, run) in one transaction, as the worker loop writes them. What it drains
+is what our data model costs the database; the rest of ours' time is the product's
+Python around it.
 """
 
 from __future__ import annotations
@@ -71,6 +78,155 @@ def ours(url: str, home: str, slots: int, out: str, only: str | None = None) -> 
     stop.wait()
     svc.stop(timeout=30)
     svc.close()
+
+
+def ours_sql(url: str, home: str, slots: int, out: str) -> None:
+    from scheduler_core import SchedulerService
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    svc = SchedulerService.open(url, home=Path(home), retry_backoff_seconds=0)
+    postgres = svc.store.is_postgres
+    loop = (ours_sql_postgres if postgres else ours_sql_sqlite)(
+        svc, Path(home), Recorder(out), stop
+    )
+    svc.close()
+    threads = [threading.Thread(target=loop, args=(f"ours_sql:{i}",)) for i in range(slots)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def noop_run_values(
+    job_id: int, worker_id: str, now: Any, params: Any, home: Path
+) -> dict[str, Any]:
+    """The bind values of a no-op job's new run, as ours makes them."""
+    return {
+        "v_job_id": job_id,
+        "v_status": "RUNNING",
+        "v_started_at": now,
+        "v_worker_id": worker_id,
+        "v_params_snapshot": params,
+        "v_artifacts": [],
+        "v_log_path": str(home / "logs" / f"noop-job-{job_id}-attempt-1.log"),
+    }
+
+
+def noop_end_values(run_id: int, job_id: int, now: Any) -> dict[str, Any]:
+    """The bind values of a no-op job's end, as ours makes them."""
+    ended = {"b_run_id": run_id, "b_job_id": job_id, "b_status": "COMPLETED", "b_now": now}
+    return {**ended, "b_exit_code": 0, "b_error": None, "b_artifacts": []}
+
+
+def ours_sql_sqlite(svc: Any, home: Path, rec: Recorder, stop: threading.Event) -> Any:
+    """A slot's loop: BEGIN IMMEDIATE; the last run's end and its job's; the first head;
+    its start; its run; COMMIT; the job."""
+    from scheduler_core.prepared import prepared
+    from scheduler_core.store.hot import Hot, ending, first_head, run_end, type_params
+    from scheduler_core.values import utcnow
+
+    reads = svc.store.plugins.end_reads("sqlite")
+    statements = (ending(run_end, reads), Hot.finish_job, first_head(1), Hot.start_job)
+    made = svc.db.read(lambda conn: [prepared(conn, s) for s in (*statements, Hot.insert_run)])
+    end_run, end_job, head, start, insert = made
+    path = str(svc.db.engine.url.database)
+
+    def loop(worker_id: str) -> None:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        ran: tuple[int, int] | None = None  # the last job's run and id, ended with the next claim
+        while not stop.is_set():
+            now = utcnow()
+            db.execute("BEGIN IMMEDIATE")
+            if ran is not None:
+                ended = noop_end_values(*ran, now)
+                db.execute(end_run.sql, end_run.arguments(ended)).fetchall()
+                db.execute(end_job.sql, end_job.arguments(ended))
+                ran = None
+            found = db.execute(
+                head.sql, head.arguments({**type_params(["noop"]), "now": now})
+            ).fetchone()
+            if found is None:
+                db.execute("COMMIT")
+                time.sleep(IDLE)
+                continue
+            job_id = found[0]
+            claim = {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": found[1]}
+            params = start.convert(db.execute(start.sql, start.arguments(claim)).fetchone()).params
+            run = noop_run_values(job_id, worker_id, now, params, home)
+            run_id = db.execute(insert.sql, insert.arguments(run)).fetchone()[0]
+            db.execute("COMMIT")
+            rec.run(params["n"])
+            ran = (run_id, job_id)
+        db.close()
+
+    return loop
+
+
+def ours_sql_postgres(svc: Any, home: Path, rec: Recorder, stop: threading.Event) -> Any:
+    """A slot's loop: BEGIN; the last run's end and its job's, which takes the shared
+    dispatch lock; the heads (FOR UPDATE SKIP LOCKED); the first one's start with its
+    run; COMMIT; the job. The first claim takes the lock by itself."""
+    import psycopg
+
+    from scheduler_core.prepared import prepared
+    from scheduler_core.rules.ordering import dispatch_key
+    from scheduler_core.store.hot import (
+        DISPATCH_LOCK_KEY,
+        Hot,
+        ending,
+        heads_skip_locked,
+        run_and_job_end,
+        type_params,
+    )
+    from scheduler_core.values import utcnow
+
+    reads = svc.store.plugins.end_reads("postgresql")
+    statements = (ending(run_and_job_end, reads), Hot.dispatch_lock_shared, heads_skip_locked(1))
+    made = svc.db.read(
+        lambda conn: [prepared(conn, s) for s in (*statements, Hot.start_job_with_run)]
+    )
+    end, lock, heads, start = made
+    dsn = svc.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def loop(worker_id: str) -> None:
+        db = psycopg.connect(dsn)
+        cur = db.cursor()
+        ran: tuple[int, int] | None = None  # the last job's run and id, ended with the next claim
+        while not stop.is_set():
+            now = utcnow()
+            if ran is not None:
+                cur.execute(end.sql, end.arguments(noop_end_values(*ran, now)))
+                cur.fetchall()
+                ran = None
+            else:
+                cur.execute(lock.sql, lock.arguments({"key": DISPATCH_LOCK_KEY}))
+                cur.fetchall()
+            cur.execute(heads.sql, heads.arguments({**type_params(["noop"]), "now": now, "n": 1}))
+            found = sorted(
+                (r for r in map(heads.convert, cur.fetchall()) if r.job_id is not None),
+                key=dispatch_key,
+            )
+            if not found:
+                db.commit()
+                time.sleep(IDLE)
+                continue
+            job_id, params = found[0].job_id, found[0].params
+            claim = noop_run_values(job_id, worker_id, now, params, home)
+            claim.update(
+                b_job_id=job_id, b_now=now, b_worker_id=worker_id, b_slot=found[0].resource
+            )
+            cur.execute(start.sql, start.arguments(claim))
+            run_id = start.convert(cur.fetchone()).run_id
+            db.commit()
+            rec.run(params["n"])
+            ran = (run_id, job_id)
+        db.close()
+
+    return loop
 
 
 def raw_sqlite_claim(db: sqlite3.Connection) -> tuple[int, int, float] | None:
@@ -137,5 +293,7 @@ if __name__ == "__main__":
     kind, target, home, slots, out = sys.argv[1:6]
     if kind == "ours":
         ours(target, home, int(slots), out, *sys.argv[6:7])
+    elif kind == "ours_sql":
+        ours_sql(target, home, int(slots), out)
     else:
         raw(target, int(slots), out, home == EXCLUSIVE)
