@@ -724,7 +724,10 @@ def rows(
                 unit="violations",
                 ours=Series([float(checks)]),
                 goal=Goal("0", 0, at_least=False),
-                note=note + ("; " + "; ".join(tally.errors) if tally.errors else ""),
+                note=note,
+                # A drain that did not finish, or a round that failed: the run is not
+                # a measurement of that system (and the command exits 1).
+                error="; ".join(tally.errors) if tally.errors else None,
                 details={"system": key, "figures": tally.figures},
             )
         )
