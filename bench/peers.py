@@ -210,12 +210,8 @@ class Raw(System):
 
         self.insert = peers_ours.RAW_INSERT.format(p="?" if store.url is None else "%s")
         if store.url is None:
-            import sqlite3
-
             self.target = str(store.dir / "raw.db")
-            self.conn: Any = sqlite3.connect(self.target, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn: Any = peers_ours.raw_sqlite(self.target)
             pk = "INTEGER PRIMARY KEY"
         else:
             import psycopg

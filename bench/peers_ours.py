@@ -87,9 +87,8 @@ def ours_sql(url: str, home: str, slots: int, out: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     svc = SchedulerService.open(url, home=Path(home), retry_backoff_seconds=0)
     postgres = svc.store.is_postgres
-    loop = (ours_sql_postgres if postgres else ours_sql_sqlite)(
-        svc, Path(home), Recorder(out), stop
-    )
+    log_dir = str(svc.store.log_dir)
+    loop = (ours_sql_postgres if postgres else ours_sql_sqlite)(svc, log_dir, Recorder(out), stop)
     svc.close()
     threads = [threading.Thread(target=loop, args=(f"ours_sql:{i}",)) for i in range(slots)]
     for thread in threads:
@@ -99,9 +98,9 @@ def ours_sql(url: str, home: str, slots: int, out: str) -> None:
 
 
 def noop_run_values(
-    job_id: int, worker_id: str, now: Any, params: Any, home: Path
+    job_id: int, worker_id: str, now: Any, params: Any, log_dir: str
 ) -> dict[str, Any]:
-    """The bind values of a no-op job's new run, as ours makes them."""
+    """The bind values of a no-op job's new run, as ours makes them (store/claims.py)."""
     return {
         "v_job_id": job_id,
         "v_status": "RUNNING",
@@ -109,7 +108,7 @@ def noop_run_values(
         "v_worker_id": worker_id,
         "v_params_snapshot": params,
         "v_artifacts": [],
-        "v_log_path": str(home / "logs" / f"noop-job-{job_id}-attempt-1.log"),
+        "v_log_path": f"{log_dir}/noop-job-{job_id}-attempt-1.log",
     }
 
 
@@ -119,7 +118,7 @@ def noop_end_values(run_id: int, job_id: int, now: Any) -> dict[str, Any]:
     return {**ended, "b_exit_code": 0, "b_error": None, "b_artifacts": []}
 
 
-def ours_sql_sqlite(svc: Any, home: Path, rec: Recorder, stop: threading.Event) -> Any:
+def ours_sql_sqlite(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event) -> Any:
     """A slot's loop: BEGIN IMMEDIATE; the last run's end and its job's; the first head;
     its start; its run; COMMIT; the job."""
     from scheduler_core.prepared import prepared
@@ -133,10 +132,8 @@ def ours_sql_sqlite(svc: Any, home: Path, rec: Recorder, stop: threading.Event) 
     path = str(svc.db.engine.url.database)
 
     def loop(worker_id: str) -> None:
-        db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
+        db = raw_sqlite(path)
+        db.execute("PRAGMA foreign_keys=ON")  # as ours' connections have it
         ran: tuple[int, int] | None = None  # the last job's run and id, ended with the next claim
         while not stop.is_set():
             now = utcnow()
@@ -156,7 +153,7 @@ def ours_sql_sqlite(svc: Any, home: Path, rec: Recorder, stop: threading.Event) 
             job_id = found[0]
             claim = {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": found[1]}
             params = start.convert(db.execute(start.sql, start.arguments(claim)).fetchone()).params
-            run = noop_run_values(job_id, worker_id, now, params, home)
+            run = noop_run_values(job_id, worker_id, now, params, log_dir)
             run_id = db.execute(insert.sql, insert.arguments(run)).fetchone()[0]
             db.execute("COMMIT")
             rec.run(params["n"])
@@ -166,7 +163,7 @@ def ours_sql_sqlite(svc: Any, home: Path, rec: Recorder, stop: threading.Event) 
     return loop
 
 
-def ours_sql_postgres(svc: Any, home: Path, rec: Recorder, stop: threading.Event) -> Any:
+def ours_sql_postgres(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event) -> Any:
     """A slot's loop: BEGIN; the last run's end and its job's, which takes the shared
     dispatch lock; the heads (FOR UPDATE SKIP LOCKED); the first one's start with its
     run; COMMIT; the job. The first claim takes the lock by itself."""
@@ -215,7 +212,7 @@ def ours_sql_postgres(svc: Any, home: Path, rec: Recorder, stop: threading.Event
                 time.sleep(IDLE)
                 continue
             job_id, params = found[0].job_id, found[0].params
-            claim = noop_run_values(job_id, worker_id, now, params, home)
+            claim = noop_run_values(job_id, worker_id, now, params, log_dir)
             claim.update(
                 b_job_id=job_id, b_now=now, b_worker_id=worker_id, b_slot=found[0].resource
             )
@@ -227,6 +224,14 @@ def ours_sql_postgres(svc: Any, home: Path, rec: Recorder, stop: threading.Event
         db.close()
 
     return loop
+
+
+def raw_sqlite(path: str) -> sqlite3.Connection:
+    """A driver connection in autocommit (transactions begun by hand), WAL, NORMAL sync."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 def raw_sqlite_claim(db: sqlite3.Connection) -> tuple[int, int, float] | None:
@@ -258,9 +263,7 @@ def raw_loop(target: str, out: str, stop: threading.Event, exclusive: bool) -> N
         def finish(job_id: int) -> None:
             pg.execute("UPDATE raw_job SET status='DONE' WHERE id=%s", (job_id,))
     else:
-        db = sqlite3.connect(target, isolation_level=None, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db = raw_sqlite(target)
 
         def claim() -> tuple[int, int, float] | None:
             return raw_sqlite_claim(db)
