@@ -26,9 +26,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.peers_common import ALTERNATING, EXCLUSIVE, Recorder
+from scheduler_core.store.hot import end_binds, run_values, start_binds, value_binds
 
 RAW_TABLE = (
     "CREATE TABLE raw_job (id {pk}, n INT NOT NULL, priority INT NOT NULL, "
@@ -87,8 +89,7 @@ def ours_sql(url: str, home: str, slots: int, out: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     svc = SchedulerService.open(url, home=Path(home), retry_backoff_seconds=0)
     postgres = svc.store.is_postgres
-    log_dir = str(svc.store.log_dir)
-    loop = (ours_sql_postgres if postgres else ours_sql_sqlite)(svc, log_dir, Recorder(out), stop)
+    loop = (ours_sql_postgres if postgres else ours_sql_sqlite)(svc, Recorder(out), stop)
     svc.close()
     threads = [threading.Thread(target=loop, args=(f"ours_sql:{i}",)) for i in range(slots)]
     for thread in threads:
@@ -97,28 +98,23 @@ def ours_sql(url: str, home: str, slots: int, out: str) -> None:
         thread.join()
 
 
-def noop_run_values(
-    job_id: int, worker_id: str, now: Any, params: Any, log_dir: str
-) -> dict[str, Any]:
-    """The bind values of a no-op job's new run, as ours makes them (store/claims.py)."""
-    return {
-        "v_job_id": job_id,
-        "v_status": "RUNNING",
-        "v_started_at": now,
-        "v_worker_id": worker_id,
-        "v_params_snapshot": params,
-        "v_artifacts": [],
-        "v_log_path": f"{log_dir}/noop-job-{job_id}-attempt-1.log",
-    }
+def noop_binds(svc: Any, job_id: int, worker_id: str, now: Any, params: Any) -> dict[str, Any]:
+    """A no-op job's new run's bind values, as ours builds them (store/claims.py)."""
+    job = SimpleNamespace(job_type="noop", job_id=job_id, attempt=1)
+    log_path = svc.store.log_path_for(job)
+    return value_binds(
+        run_values(job_id, now=now, worker_id=worker_id, params=params, log_path=log_path)
+    )
 
 
-def noop_end_values(run_id: int, job_id: int, now: Any) -> dict[str, Any]:
-    """The bind values of a no-op job's end, as ours makes them."""
-    ended = {"b_run_id": run_id, "b_job_id": job_id, "b_status": "COMPLETED", "b_now": now}
-    return {**ended, "b_exit_code": 0, "b_error": None, "b_artifacts": []}
+def noop_end(run_id: int, job_id: int, now: Any) -> dict[str, Any]:
+    """A no-op job's end's bind values, as ours builds them (store/finish.py)."""
+    return end_binds(
+        run_id, job_id, status="COMPLETED", now=now, exit_code=0, error=None, artifacts=[]
+    )
 
 
-def ours_sql_sqlite(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event) -> Any:
+def ours_sql_sqlite(svc: Any, rec: Recorder, stop: threading.Event) -> Any:
     """A slot's loop: BEGIN IMMEDIATE; the last run's end and its job's; the first head;
     its start; its run; COMMIT; the job."""
     from scheduler_core.prepared import prepared
@@ -139,7 +135,7 @@ def ours_sql_sqlite(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event
             now = utcnow()
             db.execute("BEGIN IMMEDIATE")
             if ran is not None:
-                ended = noop_end_values(*ran, now)
+                ended = noop_end(*ran, now)
                 db.execute(end_run.sql, end_run.arguments(ended)).fetchall()
                 db.execute(end_job.sql, end_job.arguments(ended))
                 ran = None
@@ -151,9 +147,9 @@ def ours_sql_sqlite(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event
                 time.sleep(IDLE)
                 continue
             job_id = found[0]
-            claim = {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": found[1]}
+            claim = start_binds(job_id, now=now, worker_id=worker_id, slot=found[1])
             params = start.convert(db.execute(start.sql, start.arguments(claim)).fetchone()).params
-            run = noop_run_values(job_id, worker_id, now, params, log_dir)
+            run = noop_binds(svc, job_id, worker_id, now, params)
             run_id = db.execute(insert.sql, insert.arguments(run)).fetchone()[0]
             db.execute("COMMIT")
             rec.run(params["n"])
@@ -163,7 +159,7 @@ def ours_sql_sqlite(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event
     return loop
 
 
-def ours_sql_postgres(svc: Any, log_dir: str, rec: Recorder, stop: threading.Event) -> Any:
+def ours_sql_postgres(svc: Any, rec: Recorder, stop: threading.Event) -> Any:
     """A slot's loop: BEGIN; the last run's end and its job's, which takes the shared
     dispatch lock; the heads (FOR UPDATE SKIP LOCKED); the first one's start with its
     run; COMMIT; the job. The first claim takes the lock by itself."""
@@ -196,7 +192,7 @@ def ours_sql_postgres(svc: Any, log_dir: str, rec: Recorder, stop: threading.Eve
         while not stop.is_set():
             now = utcnow()
             if ran is not None:
-                cur.execute(end.sql, end.arguments(noop_end_values(*ran, now)))
+                cur.execute(end.sql, end.arguments(noop_end(*ran, now)))
                 cur.fetchall()
                 ran = None
             else:
@@ -212,10 +208,8 @@ def ours_sql_postgres(svc: Any, log_dir: str, rec: Recorder, stop: threading.Eve
                 time.sleep(IDLE)
                 continue
             job_id, params = found[0].job_id, found[0].params
-            claim = noop_run_values(job_id, worker_id, now, params, log_dir)
-            claim.update(
-                b_job_id=job_id, b_now=now, b_worker_id=worker_id, b_slot=found[0].resource
-            )
+            claim = noop_binds(svc, job_id, worker_id, now, params)
+            claim.update(start_binds(job_id, now=now, worker_id=worker_id, slot=found[0].resource))
             cur.execute(start.sql, start.arguments(claim))
             run_id = start.convert(cur.fetchone()).run_id
             db.commit()

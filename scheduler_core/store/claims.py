@@ -20,7 +20,7 @@ from scheduler_core.errors import ReservationNotFoundError, StaleStateError
 from scheduler_core.prepared import prepared
 from scheduler_core.rules import resources
 from scheduler_core.rules.ordering import dispatch_key
-from scheduler_core.statuses import JobRunStatus, JobStatus, WorkerStatus
+from scheduler_core.statuses import JobStatus, WorkerStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
 from scheduler_core.store.hot import (
@@ -29,7 +29,10 @@ from scheduler_core.store.hot import (
     Hot,
     first_head,
     heads_skip_locked,
+    run_values,
+    start_binds,
     type_params,
+    value_binds,
 )
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RESERVATIONS as RES
@@ -173,7 +176,7 @@ class ClaimsStore(StoreBase):
         never appears to start before the run whose end made room for it.
         """
         now = max(now, utcnow())
-        params = {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": slot}
+        params = start_binds(job_id, now=now, worker_id=worker_id, slot=slot)
         row = prepared(conn, Hot.start_job).first(conn, params)
         if row is None:
             raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
@@ -195,8 +198,8 @@ class ClaimsStore(StoreBase):
         statement in a snapshot taken after that lock); None if it has none."""
         now = max(now, utcnow())
         values = self._run_values(conn, job, worker_id=worker_id, now=now)
-        params: dict[str, Any] = {f"v_{k}": v for k, v in values.items()}
-        params.update(b_job_id=job.job_id, b_now=now, b_worker_id=worker_id, b_slot=slot)
+        params = value_binds(values)
+        params.update(start_binds(job.job_id or 0, now=now, worker_id=worker_id, slot=slot))
         if limit is None:
             row = prepared(conn, Hot.start_job_with_run).first(conn, params)
         else:
@@ -214,23 +217,21 @@ class ClaimsStore(StoreBase):
     def _run_values(
         self, conn: Connection, job: Job, *, worker_id: str, now: datetime
     ) -> dict[str, Any]:
-        """The new JobRun row of `job`, starting now."""
-        return {
-            "job_id": job.job_id,
-            "status": JobRunStatus.RUNNING.value,
-            "started_at": now,
-            "worker_id": worker_id,
-            # With earlier members' outputs in place of references (store/groups.py).
-            "params_snapshot": self.params_at_start(conn, job),
-            "artifacts": [],
-            "log_path": self.log_path_for(job),
-        }
+        """The new JobRun row of `job`, starting now: its params with earlier members'
+        outputs in place of references (store/groups.py)."""
+        return run_values(
+            job.job_id or 0,
+            now=now,
+            worker_id=worker_id,
+            params=self.params_at_start(conn, job),
+            log_path=self.log_path_for(job),
+        )
 
     def _started(self, conn: Connection, job: Job, *, worker_id: str, now: datetime) -> Claim:
         """The rest of a start: the job's JobRun, and its group's start."""
         values = self._run_values(conn, job, worker_id=worker_id, now=now)
         insert = prepared(conn, Hot.insert_run)
-        run_id = insert.scalar(conn, {f"v_{k}": v for k, v in values.items()})
+        run_id = insert.scalar(conn, value_binds(values))
         if job.group_id is not None:
             prepared(conn, Hot.start_group).execute(
                 conn, {"b_group_id": job.group_id, "b_now": now}

@@ -20,6 +20,7 @@ from scheduler_core.store.hot import (
     QUEUED,
     RUNNING,
     Hot,
+    end_binds,
     ending,
     member_end,
     run_and_job_end,
@@ -57,15 +58,15 @@ class FinishStore(StoreBase):
         PostgreSQL the end's statement takes the shared dispatch lock as well, for the
         claim that may follow in the transaction (store/claims.py)."""
         job_status = JobStatus(outcome.status.value)
-        params = {
-            "b_run_id": claim.run.run_id,
-            "b_job_id": claim.job.job_id,
-            "b_status": outcome.status.value,
-            "b_now": now,
-            "b_exit_code": outcome.exit_code,
-            "b_error": outcome.error,
-            "b_artifacts": list(outcome.artifacts),
-        }
+        params = end_binds(
+            claim.run.run_id or 0,
+            claim.job.job_id or 0,
+            status=outcome.status.value,
+            now=now,
+            exit_code=outcome.exit_code,
+            error=outcome.error,
+            artifacts=list(outcome.artifacts),
+        )
         group: JobGroup | None = None  # a member's, read with its end on PostgreSQL
         reads = self.plugins.end_reads("postgresql" if self.is_postgres else "sqlite")
         if not self.is_postgres:

@@ -273,6 +273,49 @@ class Hot:
     finish_job = job_end()
 
 
+# The bind values of the statements above, named once.
+
+
+def start_binds(job_id: int, *, now: Any, worker_id: str, slot: str) -> dict[str, Any]:
+    """Hot.start_job's (and the PostgreSQL starts' `b_` values)."""
+    return {"b_job_id": job_id, "b_now": now, "b_worker_id": worker_id, "b_slot": slot}
+
+
+def run_values(
+    job_id: int, *, now: Any, worker_id: str, params: Any, log_path: str | None
+) -> dict[str, Any]:
+    """A new RUNNING run's columns (RUN_INSERT_KEYS)."""
+    return {
+        "job_id": job_id,
+        "status": JobRunStatus.RUNNING.value,
+        "started_at": now,
+        "worker_id": worker_id,
+        "params_snapshot": params,
+        "artifacts": [],
+        "log_path": log_path,
+    }
+
+
+def value_binds(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values as an insert's `v_` bind values (Hot.insert_run, Hot.insert_one_job)."""
+    return {f"v_{k}": v for k, v in values.items()}
+
+
+def end_binds(
+    run_id: int, job_id: int, *, status: str, now: Any, exit_code: Any, error: Any, artifacts: Any
+) -> dict[str, Any]:
+    """A run's end's (run_end, job_end, run_and_job_end, member_end)."""
+    return {
+        "b_run_id": run_id,
+        "b_job_id": job_id,
+        "b_status": status,
+        "b_now": now,
+        "b_exit_code": exit_code,
+        "b_error": error,
+        "b_artifacts": artifacts,
+    }
+
+
 def type_params(job_types: Any) -> dict[str, Any]:
     """The bind values of `eligible(len(job_types))`'s job type list."""
     return {f"t{i}": name for i, name in enumerate(job_types)}

@@ -17,7 +17,7 @@ from scheduler_core.rules.retry import retry_values
 from scheduler_core.statuses import JobStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
-from scheduler_core.store.hot import UNSET_JOB, Hot, dispatch_order
+from scheduler_core.store.hot import UNSET_JOB, Hot, dispatch_order, value_binds
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RESOURCES as RC
 from scheduler_core.values import Job, JobSpec, utcnow
@@ -81,7 +81,7 @@ class JobsStore(StoreBase):
         ]
         if len(new_rows) == 1:  # enqueue_job: the hot path
             insert = prepared(conn, Hot.insert_one_job)
-            ids = [insert.scalar(conn, {f"v_{k}": v for k, v in new_rows[0].items()})]
+            ids = [insert.scalar(conn, value_binds(new_rows[0]))]
         else:
             ids = list(conn.execute(Hot.insert_job, new_rows).scalars().all())
         # The rows are known: build the values here instead of reading them back.
