@@ -73,6 +73,17 @@ def _narrower_wakeups(ops: Operations) -> None:
     install_trigger(ops.get_bind())
 
 
+def _queued_dispatch_index(ops: Operations) -> None:
+    """v9: the dispatch index holds only QUEUED jobs (tables.py `ix_job_dispatch`)."""
+    ops.drop_index("ix_job_dispatch", table_name="job")
+    ops.create_index(
+        "ix_job_dispatch",
+        "job",
+        list(tables.DISPATCH_INDEX_COLUMNS),
+        **tables.only_where(tables.DISPATCH_INDEX_WHERE),
+    )
+
+
 STEPS: dict[int, Callable[[Operations], None]] = {
     2: _job_timeout,
     3: _job_control,
@@ -81,6 +92,7 @@ STEPS: dict[int, Callable[[Operations], None]] = {
     6: _wakeups,
     7: _partial_ids,
     8: _narrower_wakeups,
+    9: _queued_dispatch_index,
 }
 """The step that brings a database to each version."""
 

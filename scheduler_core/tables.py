@@ -34,6 +34,15 @@ def only_where(condition: str) -> dict[str, Any]:
     return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
 
 
+DISPATCH_INDEX_WHERE = "status = 'QUEUED'"
+DISPATCH_INDEX_COLUMNS = (
+    "held",
+    "resource",
+    *(sa.text(f"{name} DESC") if desc else name for name, desc in DISPATCH_ORDER),
+)
+"""ix_job_dispatch: the claim's seek (store/hot.py `eligible`) for each class's head."""
+
+
 def _ts(*, required: bool = False) -> Any:
     if required:
         return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -51,12 +60,13 @@ def _json(factory: type) -> Any:
 class JobRecord(Job, table=True):
     __tablename__ = "job"
     __table_args__ = (
+        # Partial: only QUEUED jobs, the ones a claim seeks. A job's start then deletes
+        # its entry and its end writes none: a page less per job in SQLite's WAL, and an
+        # index that does not grow with the history of finished jobs.
         sa.Index(
             "ix_job_dispatch",
-            "status",
-            "held",
-            "resource",
-            *(sa.text(f"{name} DESC") if desc else name for name, desc in DISPATCH_ORDER),
+            *DISPATCH_INDEX_COLUMNS,
+            **only_where(DISPATCH_INDEX_WHERE),
         ),
         # Partial: most jobs are neither group members nor retries, and an index entry
         # per job would be written (and committed) for nothing.
@@ -178,7 +188,7 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime = _ts(required=True)
 
 
-SCHEMA_VERSION = 8  # migrations.py brings older databases here
+SCHEMA_VERSION = 9  # migrations.py brings older databases here
 
 JOBS: sa.Table = JobRecord.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = JobRunRecord.__table__  # type: ignore[attr-defined]

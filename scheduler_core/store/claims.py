@@ -31,10 +31,10 @@ from scheduler_core.store.hot import (
     heads_skip_locked,
     run_values,
     start_binds,
+    status_in,
     type_params,
     value_binds,
 )
-from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RESERVATIONS as RES
 from scheduler_core.tables import WORKERS as W
 from scheduler_core.values import Claim, Claims, Job, JobRun, JobSpec, Reservation, utcnow
@@ -259,7 +259,7 @@ class ClaimsStore(StoreBase):
         if active[0].reservation_id != reservation_id:
             return None
         running = conn.execute(
-            sa.select(sa.func.count()).where(J.c.status == JobStatus.RUNNING.value)
+            sa.select(sa.func.count()).where(status_in([JobStatus.RUNNING.value]))
         ).scalar_one()
         live_slots = self.live_slots(conn, now=now, heartbeat_timeout=heartbeat_timeout)
         if not resources.direct_has_room(running=running, live_slots=live_slots):

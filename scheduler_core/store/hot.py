@@ -11,6 +11,7 @@ direct reservation pausing the queue, and a held group member never being dispat
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,10 +80,16 @@ def dispatch_order(table: Any = J) -> list[Any]:
     return [columns[name].desc() if desc else columns[name] for name, desc in DISPATCH_ORDER]
 
 
-# Literal, not a bound value: SQLite uses a partial index only for a literal condition,
-# and seeks the dispatch index for the head about eight times faster with one.
+def status_in(statuses: Iterable[str], jobs: Any = J) -> Any:
+    """SQL: a job's status is one of `statuses`, written as literals, not bound values:
+    SQLite uses a partial index (ix_job_dispatch, ix_job_running_slot) only for a
+    literal condition, and so does a PostgreSQL plan prepared for any value."""
+    values: list[Any] = [sa.literal_column(f"'{JobStatus(s).value}'") for s in statuses]
+    return jobs.c.status == values[0] if len(values) == 1 else jobs.c.status.in_(values)
+
+
 RUNNING_LITERAL: sa.ColumnClause[Any] = sa.literal_column(f"'{RUNNING}'")
-IS_QUEUED = J.c.status == sa.literal_column(f"'{QUEUED}'")
+IS_QUEUED = status_in([QUEUED])
 
 
 def running(slot: Any, jobs: Any = J) -> sa.Select[Any]:

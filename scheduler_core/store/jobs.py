@@ -17,7 +17,14 @@ from scheduler_core.rules.retry import retry_values
 from scheduler_core.statuses import JobStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
-from scheduler_core.store.hot import UNSET_JOB, Hot, dispatch_order, value_binds
+from scheduler_core.store.hot import (
+    IS_QUEUED,
+    UNSET_JOB,
+    Hot,
+    dispatch_order,
+    status_in,
+    value_binds,
+)
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RESOURCES as RC
 from scheduler_core.values import Job, JobSpec, utcnow
@@ -120,7 +127,7 @@ class JobsStore(StoreBase):
     ) -> list[Job]:
         stmt = sa.select(J)
         if statuses:
-            stmt = stmt.where(J.c.status.in_([s.value for s in statuses]))
+            stmt = stmt.where(status_in(s.value for s in statuses))
         if job_type:
             stmt = stmt.where(J.c.job_type == job_type)
         if group_id is not None:
@@ -131,7 +138,7 @@ class JobsStore(StoreBase):
         return [rows.job(r) for r in conn.execute(stmt)]
 
     def queued_in_dispatch_order(self, conn: Connection) -> list[Job]:
-        stmt = sa.select(J).where(J.c.status == JobStatus.QUEUED.value).order_by(*dispatch_order())
+        stmt = sa.select(J).where(IS_QUEUED).order_by(*dispatch_order())
         return [rows.job(r) for r in conn.execute(stmt)]
 
     def update_params(
@@ -236,7 +243,7 @@ class JobsStore(StoreBase):
         """Queued jobs not yet known outside, in dispatch order."""
         stmt = (
             sa.select(J)
-            .where(J.c.status == JobStatus.QUEUED.value, J.c.external_id.is_(None))
+            .where(IS_QUEUED, J.c.external_id.is_(None))
             .order_by(*dispatch_order())
             .limit(limit)
         )

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from scheduler_core.statuses import WorkerStatus
 from scheduler_core.store import rows
 from scheduler_core.store.base import StoreBase
-from scheduler_core.store.hot import RUNNING
+from scheduler_core.store.hot import RUNNING, status_in
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RUNS as R
 from scheduler_core.tables import WORKERS as W
@@ -53,7 +53,7 @@ class WorkersStore(StoreBase):
     ) -> dict[str | None, list[Claim]]:
         """Every RUNNING job with its run (of one worker, if given), by worker: two queries,
         however many there are."""
-        stmt = sa.select(J).where(J.c.status == RUNNING)
+        stmt = sa.select(J).where(status_in([RUNNING]))
         if worker_id is not None:
             stmt = stmt.where(J.c.worker_id == worker_id)
         jobs = [rows.job(r) for r in conn.execute(stmt)]

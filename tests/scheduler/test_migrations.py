@@ -20,6 +20,19 @@ def _set_version(conn: sa.Connection, version: int) -> None:
     )
 
 
+def _definitions(conn: sa.Connection, *names: str) -> list[str]:
+    """The CREATE INDEX statements of the indexes `names`, as the database keeps them."""
+    if conn.dialect.name == "sqlite":
+        query = "SELECT sql FROM sqlite_master WHERE name IN :names"
+    else:
+        query = (
+            "SELECT indexdef FROM pg_indexes "
+            "WHERE indexname IN :names AND schemaname = current_schema()"
+        )
+    statement = sa.text(query).bindparams(sa.bindparam("names", expanding=True))
+    return [str(d) for (d,) in conn.execute(statement, {"names": list(names)})]
+
+
 def test_a_version_1_database_gains_the_later_job_columns_and_keeps_its_jobs(
     db_url: str,
 ) -> None:
@@ -89,21 +102,7 @@ def test_a_version_6_database_gets_partial_id_indexes_that_still_refuse_duplicat
     with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
         svc.register("job", lambda params: None)
 
-        def definitions(conn: sa.Connection) -> list[str]:
-            if conn.dialect.name == "sqlite":
-                query = (
-                    "SELECT sql FROM sqlite_master "
-                    "WHERE name IN ('ix_job_external_id', 'ix_job_key')"
-                )
-            else:
-                query = (
-                    "SELECT indexdef FROM pg_indexes "
-                    "WHERE indexname IN ('ix_job_external_id', 'ix_job_key') "
-                    "AND schemaname = current_schema()"
-                )
-            return [str(d) for (d,) in conn.execute(sa.text(query))]
-
-        found = svc.db.read(definitions)
+        found = svc.db.read(lambda c: _definitions(c, "ix_job_external_id", "ix_job_key"))
         assert len(found) == 2 and all("IS NOT NULL" in d for d in found), found
         assert svc.enqueue_job("job", key="k1").job_id == first.job_id  # still one per key
         with pytest.raises(DuplicateExternalIdError):
@@ -111,3 +110,37 @@ def test_a_version_6_database_gets_partial_id_indexes_that_still_refuse_duplicat
         svc.enqueue_job("job")  # jobs without either: any number
         svc.enqueue_job("job")
         assert len(svc.list_jobs()) == 3
+
+
+def test_a_version_8_database_gets_a_dispatch_index_of_queued_jobs_and_claims_in_order(
+    db_url: str,
+) -> None:
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        svc.register("job", lambda params: None)
+        done = svc.enqueue_job("job", priority=9)
+        ran = svc.dispatch_one()
+        assert ran is not None and ran[0].job_id == done.job_id
+        queued = [svc.enqueue_job("job", {"n": n}, priority=p) for n, p in enumerate([1, 5, 3])]
+
+        def to_version_8(conn: sa.Connection) -> None:  # every job in it, by status first
+            conn.execute(sa.text("DROP INDEX ix_job_dispatch"))
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX ix_job_dispatch ON job "
+                    "(status, held, resource, priority DESC, position, job_id)"
+                )
+            )
+            _set_version(conn, 8)
+
+        svc.db.write(to_version_8)
+    with SchedulerService.open(db_url, **TEST_SETTINGS) as svc:
+        svc.register("job", lambda params: None)
+        (found,) = svc.db.read(lambda c: _definitions(c, "ix_job_dispatch"))
+        assert "WHERE" in found and "'QUEUED'" in found and "(held," in found, found
+        assert svc.get_job(done.job_id or 0).status == JobStatus.COMPLETED
+        order = []
+        while (ran := svc.dispatch_one()) is not None:
+            order.append(ran[0].job_id)
+        assert order == [queued[i].job_id for i in (1, 2, 0)]
+        assert svc.list_jobs(JobStatus.QUEUED) == []
+        assert len(svc.list_jobs(JobStatus.COMPLETED)) == 4
