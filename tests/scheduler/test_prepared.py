@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite
 from scheduler_core import Job, JobGroup, JobRun, JobStatus, SchedulerService
 from scheduler_core.columns import UTCDateTime
 from scheduler_core.prepared import Prepared, prepared
-from scheduler_core.store.hot import first_head
+from scheduler_core.store.hot import first_head, heads_skip_locked, type_params
 from scheduler_core.store.rows import changed, value_in
 from scheduler_core.store.rows import group as _group
 from scheduler_core.store.rows import job as _job
@@ -21,6 +21,7 @@ from scheduler_core.store.rows import run as _run
 from scheduler_core.tables import GROUPS as G
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import RUNS as R
+from tests.conftest import POSTGRES_URL, fresh_database
 
 
 def _fill(svc: SchedulerService) -> None:
@@ -167,3 +168,28 @@ def test_the_sqlite_claim_seeks_the_dispatch_index_whatever_the_queue(tmp_path: 
     assert sum("USING INDEX ix_job_dispatch" in s for s in steps) == 1, steps
     assert sum("USING COVERING INDEX ix_job_running_slot" in s for s in steps) == 1, steps
     assert not [s for s in steps if s.startswith("SCAN") and "job" in s.split()], steps
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="a PostgreSQL plan")
+def test_the_postgresql_heads_read_no_class_by_scanning_the_jobs(tmp_path: Path) -> None:
+    """A class with no queued job is asked whether it had one that other claims held:
+    that too is a seek of the dispatch index, not a scan of the table (its cost would
+    grow with the table, on every claim)."""
+    with fresh_database("postgres", tmp_path) as url, SchedulerService.open(url) as svc:
+        svc.register("noop", lambda p: None)
+        svc.register("idle", lambda p: None, resource="idle")
+        svc.set_resource_limit("idle", 1)
+        svc.enqueue_jobs([{"job_type": "noop", "priority": n % 10} for n in range(3000)])
+
+        def plan(conn: sa.Connection) -> str:
+            conn.exec_driver_sql("ANALYZE job")
+            heads = prepared(conn, heads_skip_locked(2))
+            args = heads.arguments(
+                {**type_params(["noop", "idle"]), "now": datetime.now(UTC), "n": 1}
+            )
+            rows = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {heads.sql}", args)
+            return "\n".join(row[0] for row in rows)
+
+        steps = svc.db.write(plan)
+    assert "Seq Scan on job" not in steps, steps
+    assert steps.count("ix_job_dispatch") == 2, steps  # the noop head, the idle class's look
