@@ -80,7 +80,7 @@ def _queued_dispatch_index(ops: Operations) -> None:
         "ix_job_dispatch",
         "job",
         list(tables.DISPATCH_INDEX_COLUMNS),
-        **tables.only_where(tables.DISPATCH_INDEX_WHERE),
+        **tables.DISPATCH_INDEX_ONLY,
     )
 
 

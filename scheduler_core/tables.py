@@ -34,7 +34,17 @@ def only_where(condition: str) -> dict[str, Any]:
     return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
 
 
-DISPATCH_INDEX_WHERE = "status = 'QUEUED'"
+def only_status(status: JobStatus) -> dict[str, Any]:
+    """The keyword arguments of an index that holds only the jobs in `status`. A query
+    is served by it only if it repeats the condition as a literal (store/hot.py
+    `status_in`)."""
+    return only_where(f"status = '{status.value}'")
+
+
+DISPATCH_INDEX_ONLY = only_status(JobStatus.QUEUED)
+RUNNING_SLOT_INDEX_ONLY = only_status(JobStatus.RUNNING)
+PARTIAL_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+"""The statuses whose jobs a partial index holds (ix_job_dispatch, ix_job_running_slot)."""
 DISPATCH_INDEX_COLUMNS = (
     "held",
     "resource",
@@ -66,7 +76,7 @@ class JobRecord(Job, table=True):
         sa.Index(
             "ix_job_dispatch",
             *DISPATCH_INDEX_COLUMNS,
-            **only_where(DISPATCH_INDEX_WHERE),
+            **DISPATCH_INDEX_ONLY,
         ),
         # Partial: most jobs are neither group members nor retries, and an index entry
         # per job would be written (and committed) for nothing.
@@ -81,7 +91,7 @@ class JobRecord(Job, table=True):
             "ix_job_running_slot",
             "slot",
             "status",  # so that the count is covered by the index
-            **only_where("status = 'RUNNING'"),
+            **RUNNING_SLOT_INDEX_ONLY,
         ),
         # Partial: most jobs have neither, and each index entry is paid at every enqueue.
         sa.Index(

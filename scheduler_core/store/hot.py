@@ -88,7 +88,6 @@ def status_in(statuses: Iterable[str], jobs: Any = J) -> Any:
     return jobs.c.status == values[0] if len(values) == 1 else jobs.c.status.in_(values)
 
 
-RUNNING_LITERAL: sa.ColumnClause[Any] = sa.literal_column(f"'{RUNNING}'")
 IS_QUEUED = status_in([QUEUED])
 
 
@@ -96,7 +95,7 @@ def running(slot: Any, jobs: Any = J) -> sa.Select[Any]:
     """How many RUNNING jobs occupy `slot` (a name, or a correlated column): a search of
     the index ix_job_running_slot. `jobs`: an alias of the job table, for a count inside
     a statement on the table itself."""
-    return sa.select(sa.func.count()).where(jobs.c.status == RUNNING_LITERAL, jobs.c.slot == slot)
+    return sa.select(sa.func.count()).where(status_in([RUNNING], jobs), jobs.c.slot == slot)
 
 
 Bindings = tuple[tuple[str, str], ...]

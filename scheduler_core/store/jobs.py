@@ -26,6 +26,7 @@ from scheduler_core.store.hot import (
     value_binds,
 )
 from scheduler_core.tables import JOBS as J
+from scheduler_core.tables import PARTIAL_STATUSES
 from scheduler_core.tables import RESOURCES as RC
 from scheduler_core.values import Job, JobSpec, utcnow
 
@@ -132,7 +133,12 @@ class JobsStore(StoreBase):
             stmt = stmt.where(J.c.job_type == job_type)
         if group_id is not None:
             stmt = stmt.where(J.c.group_id == group_id)
-        stmt = stmt.order_by(J.c.job_id)
+        order: Any = J.c.job_id
+        if statuses and len(statuses) == 1 and statuses[0] in PARTIAL_STATUSES:
+            # Not in the primary key's order: with it, SQLite reads the whole table in
+            # that order rather than the status's partial index and a sort of its few.
+            order = J.c.job_id + 0
+        stmt = stmt.order_by(order)
         if limit:
             stmt = stmt.limit(limit)
         return [rows.job(r) for r in conn.execute(stmt)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -193,3 +194,48 @@ def test_the_postgresql_heads_read_no_class_by_scanning_the_jobs(tmp_path: Path)
         steps = svc.db.write(plan)
     assert "Seq Scan on job" not in steps, steps
     assert steps.count("ix_job_dispatch") == 2, steps  # the noop head, the idle class's look
+
+
+def test_every_sqlite_query_on_a_status_reads_through_an_index(tmp_path: Path) -> None:
+    """Jobs of a status with a partial index (QUEUED, RUNNING) are read through it:
+    each query the service runs on a job's status, off the hot path too, is planned
+    here with its values, and none may read the whole job table (a list in the primary
+    key's order did, before it was told otherwise)."""
+    with SchedulerService.open(f"sqlite:///{tmp_path / 'jobs.db'}") as svc:
+        svc.register("job", lambda p: None)
+        svc.enqueue_jobs([{"job_type": "job"}] * 200)
+        ran: list[tuple[str, Any]] = []
+
+        def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if "status" in statement and "FROM job" in statement:
+                ran.append((statement, parameters))
+
+        sa.event.listen(svc.db.engine, "before_cursor_execute", record)
+        calls: dict[str, Callable[[], Any]] = {
+            "list QUEUED": lambda: svc.list_jobs(JobStatus.QUEUED),
+            "list RUNNING": lambda: svc.list_jobs("RUNNING"),
+            "queued in order": svc.list_queued_jobs,
+            "queued without an external id": svc.queued_without_external_id,
+            "running at recovery": lambda: svc.db.read(svc.store.running_claims_by_worker),
+            "direct start's count": lambda: svc.execute_direct("job", {}, timeout=10),
+        }
+        seen: dict[str, list[tuple[str, Any]]] = {}
+        for name, call in calls.items():
+            ran.clear()
+            call()
+            seen[name] = list(ran)
+            assert ran, f"{name}: no query on the job table's status was seen"
+        sa.event.remove(svc.db.engine, "before_cursor_execute", record)
+
+        def plan(conn: sa.Connection, statement: str, parameters: Any) -> list[str]:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return [row[3] for row in rows]
+
+        plans = {
+            name: [
+                step for s, p in queries for step in svc.db.read(lambda c, s=s, p=p: plan(c, s, p))
+            ]
+            for name, queries in seen.items()
+        }
+    scans = {name: steps for name, steps in plans.items() if "SCAN job" in steps}
+    assert not scans, scans
