@@ -54,11 +54,16 @@ def create_engine(url: str) -> Engine:
     No ping before each PostgreSQL checkout (a round trip per transaction): a connection
     that died with a server restart fails its first statement with a transient error,
     SQLAlchemy then drops every pooled connection of that age, and `Database` reruns the
-    transaction on a new one."""
+    transaction on a new one.
+
+    The pool hands out the connection returned last (LIFO): a slot's transactions then
+    run on one connection and one server backend, not in turn on every pooled one, and
+    connections beyond what the load needs stay idle. A one-slot drain: 8 % more jobs/s
+    and 9 % less client CPU per job (docs/benchmarks.md)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_size=10, max_overflow=20)
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True)
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -16,7 +16,7 @@ from scheduler_core import (
     SchedulerService,
 )
 from scheduler_core.database import normalise_url
-from tests.conftest import wait_for
+from tests.conftest import POSTGRES_URL, fresh_database, wait_for
 
 
 def test_schema_is_created_on_first_open_and_reopen_keeps_data(tmp_path: Path) -> None:
@@ -180,3 +180,26 @@ def test_a_failed_write_is_rolled_back_and_leaves_nothing_locked(
         other.close()
         assert svc.get_job(job.job_id or 0).priority == 0
         assert svc.enqueue_job("noop").job_id == (job.job_id or 0) + 1
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SCHEDULER_TEST_POSTGRES_URL")
+def test_postgres_transactions_in_turn_reuse_the_connection_returned_last(tmp_path: Path) -> None:
+    """A slot's transactions run on one pooled connection (and one server backend), not in
+    turn on each connection the pool has opened (create_engine: the pool is LIFO)."""
+    with fresh_database("postgres", tmp_path) as url, SchedulerService.open(url) as svc:
+
+        def driver_connection(conn: sa.Connection) -> int:
+            return id(conn.connection.dbapi_connection)
+
+        # Three connections in the pool: transactions open inside one another.
+        opened = svc.db.write(
+            lambda a: {
+                driver_connection(a),
+                *svc.db.write(lambda b: {driver_connection(b), svc.db.read(driver_connection)}),
+            }
+        )
+        assert len(opened) == 3
+        used = [svc.db.write(driver_connection) for _ in range(6)]
+        used += [svc.db.read(driver_connection) for _ in range(6)]
+        assert len(set(used)) == 1, used
+        assert used[0] in opened
