@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.measure import Result, Series
@@ -35,18 +36,19 @@ def table(results: list[Result], *, title: str) -> Table:
     grid.add_column("target")
     grid.add_column("")
     grid.add_column("note", ratio=2)
-    for r in results:
+    for r in results:  # text from rows, errors and notes is shown as written: a command's
+        # `[bench]` extra is not markup
         grid.add_row(
-            r.row,
+            escape(r.row),
             r.backend,
-            r.unit,
+            escape(r.unit),
             figure(r.ours, r.unit) if r.error is None else "[red]error[/]",
-            r.baseline_label or "-",
+            escape(r.baseline_label or "-"),
             figure(r.baseline, r.unit),
             f"{r.ratio:.2f}x" if r.ratio is not None else "-",
-            r.goal.text if r.goal else "-",
+            escape(r.goal.text) if r.goal else "-",
             VERDICT[r.met],
-            r.error or r.note,
+            escape(r.error or r.note),
         )
     return grid
 
