@@ -783,14 +783,12 @@ def rows(
         notes = [f"peers: {others}"] if others else []
         if key in WORST_OF:  # the tail beside the median: ours', and the best peer's
             tails = [("ours", ours), *([(labels[best], peers[best])] if best else [])]
-            notes.append(
-                "worst gap over the rounds: "
-                + ", ".join(
-                    f"{label} {tally.worst_gap_ms[key]:.1f} ms"
-                    for label, tally in tails
-                    if key in tally.worst_gap_ms
-                )
-            )
+            if worst := [
+                f"{label} {tally.worst_gap_ms[key]:.1f} ms"
+                for label, tally in tails
+                if key in tally.worst_gap_ms
+            ]:
+                notes.append("worst gap over the rounds: " + ", ".join(worst))
         goal = (
             Goal(f"< {CROSS_PROCESS_TARGET_MS:.0f} ms", CROSS_PROCESS_TARGET_MS, False)
             if key == "cross"

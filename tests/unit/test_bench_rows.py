@@ -33,6 +33,15 @@ def test_hand_off_rows_name_the_worst_gap_of_ours_and_of_the_best_peer() -> None
     assert cross.note == "worst gap over the rounds: ours 7.5 ms"  # no peer runs it
 
 
+def test_a_hand_off_row_without_any_finished_drain_names_no_worst_gap() -> None:
+    tallies = {"ours": tally([], {}), "fast": tally([1.2], {})}
+    labels = {"ours": "ours", "fast": "fast 2.0"}
+    handoff = next(
+        r for r in rows("sqlite", SIZES["smoke"], tallies, labels) if "exclusive hand-off" in r.row
+    )
+    assert "worst gap" not in handoff.note
+
+
 def test_hand_offs_leave_out_the_gap_into_each_processes_first_job() -> None:
     # (job, start, end, pid): process 2 starts late (its start-up), then they alternate;
     # process 1 runs two jobs in a row once.
