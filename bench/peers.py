@@ -631,6 +631,20 @@ class Tally:
     worst_gap_ms: dict[str, float] = field(default_factory=dict)  # hand-off rows, all rounds
     errors: list[str] = field(default_factory=list)
 
+    def add(self, name: str, d: Drain) -> None:
+        """A drain's checks, and its figures unless it did not finish (then its error)."""
+        self.jobs += len(d.expected)
+        self.duplicates += d.duplicates
+        self.missing += d.missing
+        self.overlaps += d.overlaps
+        self.worst_overlap_ms = max(self.worst_overlap_ms, d.worst_overlap_ms)
+        if d.error or d.missing:
+            self.errors.append(f"{name}: {d.error or f'{d.missing} jobs never ran'}")
+            return
+        self.figures[name].append(FIGURE_OF[name](d))
+        if name in WORST_OF:
+            self.worst_gap_ms[name] = max(self.worst_gap_ms.get(name, 0.0), WORST_OF[name](d))
+
 
 def one_round(
     cls: type[System],
@@ -704,20 +718,8 @@ def one_round(
                 workers=lambda i: system.alternating_worker(i, out),
             )
             drains.append(("cross", cross))
-        for _, d in drains:
-            tally.overlaps += d.overlaps
-            tally.worst_overlap_ms = max(tally.worst_overlap_ms, d.worst_overlap_ms)
         for name, d in drains:
-            tally.duplicates += d.duplicates
-            tally.missing += d.missing
-            if d.error or d.missing:  # an unfinished drain has no figure, only its checks
-                tally.errors.append(f"{name}: {d.error or f'{d.missing} jobs never ran'}")
-            else:
-                tally.figures[name].append(FIGURE_OF[name](d))
-                if name in WORST_OF:
-                    worst = WORST_OF[name](d)
-                    tally.worst_gap_ms[name] = max(tally.worst_gap_ms.get(name, 0.0), worst)
-        tally.jobs += sum(len(d.expected) for _, d in drains)
+            tally.add(name, d)
     finally:
         system.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.peers import SIZES, Tally, hand_offs_ms, rows
+from bench.peers import SIZES, Drain, Tally, hand_offs_ms, rows
 
 
 def tally(handoff: list[float], worst: dict[str, float], cross: tuple[float, ...] = ()) -> Tally:
@@ -42,7 +42,7 @@ def test_a_hand_off_row_without_any_finished_drain_names_no_worst_gap() -> None:
     assert "worst gap" not in handoff.note
 
 
-def test_hand_offs_leave_out_the_gap_into_each_processes_first_job() -> None:
+def test_hand_offs_leave_out_the_gap_into_each_process_first_job() -> None:
     # (job, start, end, pid): process 2 starts late (its start-up), then they alternate;
     # process 1 runs two jobs in a row once.
     records = [
@@ -55,3 +55,16 @@ def test_hand_offs_leave_out_the_gap_into_each_processes_first_job() -> None:
     assert hand_offs_ms(records) == pytest.approx([2.0, 1.0, 3.0])
     assert hand_offs_ms(records, cross_only=True) == pytest.approx([2.0, 3.0])
     assert hand_offs_ms(records[:1]) == []
+
+
+def test_a_tally_keeps_the_worst_gap_over_its_rounds_and_none_from_an_unfinished_drain() -> None:
+    t = Tally()
+    t.add("handoff", Drain(expected={1: 0}, gap_ms=1.0, worst_gap_ms=12.0))
+    t.add("handoff", Drain(expected={2: 0}, gap_ms=2.0, worst_gap_ms=40.0))
+    t.add("handoff", Drain(expected={3: 0}, gap_ms=1.5, worst_gap_ms=20.0))
+    t.add("handoff", Drain(expected={4: 0}, worst_gap_ms=900.0, error="a worker exited early"))
+    t.add("cross", Drain(expected={5: 0}, cross_gap_ms=3.0, worst_cross_gap_ms=8.0))
+    assert t.figures["handoff"] == [1.0, 2.0, 1.5]
+    assert t.worst_gap_ms == {"handoff": 40.0, "cross": 8.0}
+    assert t.errors == ["handoff: a worker exited early"]
+    assert t.jobs == 5
