@@ -212,13 +212,72 @@ class _Kept:
         self.close()
 
 
+class _Standalone:
+    """PostgreSQL: one autocommit connection kept for the writes of a single statement
+    (`Database.write_standalone`: an enqueue). Taking a connection from the pool,
+    switching it to autocommit and back, and returning it cost about 80 µs of client
+    CPU per enqueue, as much as the INSERT's own round trip through psycopg
+    (docs/benchmarks.md). The pool keeps an idle connection open anyway, so this one
+    costs the server no extra connection. One thread uses it at a time; a writer that
+    finds it taken uses a pooled connection, as before."""
+
+    __slots__ = ("_conn", "_engine", "_lock")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+
+    def take(self) -> Connection | None:
+        """The kept connection (opened if there is none), this thread's until
+        `give_back`; None while another thread has it."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self._conn = conn
+        except BaseException:
+            self._lock.release()
+            raise
+        return conn
+
+    def give_back(self, failure: BaseException | None) -> None:
+        """A connection whose statement failed is not kept: one the database dropped is
+        discarded, any other goes back to the pool, whose reset leaves it clean."""
+        try:
+            if failure is not None and self._conn is not None:
+                conn, self._conn = self._conn, None
+                if is_transient(failure):
+                    conn.invalidate()
+                else:
+                    conn.close()
+        finally:
+            self._lock.release()
+
+    def close(self, timeout: float) -> None:
+        """Return the connection to the pool once no thread is using it; one still in
+        use after `timeout` seconds is left to its thread (`dispose` then closes the
+        pool's other connections)."""
+        if not self._lock.acquire(timeout=timeout):
+            return
+        try:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.close()
+        finally:
+            self._lock.release()
+
+
 class Database:
     """The one place that opens transactions; retries transient failures, never half-writes.
 
     On a SQLite file each thread keeps its connection between transactions: taking
     one from the pool and giving it back costs more than a dispatch statement. On
     PostgreSQL connections are pooled per transaction (a server's connections are
-    scarce; a local file's are not).
+    scarce; a local file's are not), except the one kept for single statements
+    (`_Standalone`).
     """
 
     def __init__(self, engine: Engine, *, retry_seconds: float = 30.0) -> None:
@@ -235,6 +294,7 @@ class Database:
         self._write_turn = threading.RLock() if self.is_sqlite else None
         self._local = threading.local()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
+        self._standalone = _Standalone(engine)
 
     def _kept_connection(self) -> _Kept | None:
         """This thread's kept connection, unless it is inside a transaction already."""
@@ -300,15 +360,26 @@ class Database:
     @contextmanager
     def _autocommit(self) -> Iterator[Connection]:
         """PostgreSQL: a connection whose every statement is its own transaction."""
-        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        committed = False
+        kept = self._standalone.take()
+        conn = kept or self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             yield conn
-            committed = True
-        finally:
+        except BaseException as exc:
+            self._autocommit_end(conn, kept, exc)
+            raise
+        self._autocommit_end(conn, kept, None)
+
+    def _autocommit_end(
+        self, conn: Connection, kept: Connection | None, failure: BaseException | None
+    ) -> None:
+        try:
             if self.on_write_end is not None:
-                self.on_write_end(conn, committed)
-            conn.close()  # the pool restores the isolation level
+                self.on_write_end(conn, failure is None)
+        finally:
+            if kept is not None:
+                self._standalone.give_back(failure)
+            else:
+                conn.close()  # the pool restores the isolation level
 
     @staticmethod
     @contextmanager
@@ -384,4 +455,5 @@ class Database:
     def dispose(self) -> None:
         for kept in list(self._kept):
             kept.close()
+        self._standalone.close(timeout=5.0)
         self.engine.dispose()

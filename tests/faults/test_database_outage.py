@@ -8,11 +8,13 @@ twice to completion, no attempt was burned by the outage, and nothing is left RU
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler_core import JobStatus, SchedulerService
+from scheduler_core import Job, JobStatus, SchedulerService
 from scheduler_core.values import utcnow
 from tests.conftest import POSTGRES_URL, TEST_SETTINGS, wait_for
 from tests.faults.support import (
@@ -190,4 +192,46 @@ def test_a_worker_stopped_during_an_outage_keeps_its_result_for_the_next_worker(
         first.close()
         if second is not None:
             second.close()
+        svc.close()
+
+
+@needs_own_cluster
+@pytest.mark.timeout(300)
+def test_an_enqueue_during_a_postgresql_restart_waits_and_is_written_once(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    """The connection kept for enqueues (database.py `_Standalone`) dies with the server:
+    an enqueue meanwhile waits it out and lands once, on a new connection."""
+    svc = SchedulerService.open(cluster.url, **{**TEST_SETTINGS, "db_retry_seconds": 120})
+    svc.register("work", lambda params: None)
+    retried = threading.Event()
+
+    class Retries(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "action=db_retry" in record.getMessage():
+                retried.set()
+
+    handler = Retries()
+    logging.getLogger("scheduler_core.database").addHandler(handler)
+    queued: list[Job] = []
+    try:
+        first = svc.enqueue_job("work", {"n": 1})
+        cluster.stop()
+        enqueuing = threading.Thread(
+            target=lambda: queued.append(svc.enqueue_job("work", {"n": 2})), daemon=True
+        )
+        enqueuing.start()
+        assert retried.wait(timeout=60), "the enqueue did not meet the outage"
+        assert enqueuing.is_alive() and not queued  # waiting, not failed
+        cluster.start()
+        enqueuing.join(timeout=150)
+        assert [job.params for job in queued] == [{"n": 2}]
+        jobs = svc.list_jobs()
+        assert [(j.job_id, j.params) for j in jobs] == [
+            (first.job_id, {"n": 1}),
+            (queued[0].job_id, {"n": 2}),
+        ]
+        assert svc.enqueue_job("work", {"n": 3}).job_id == (queued[0].job_id or 0) + 1
+    finally:
+        logging.getLogger("scheduler_core.database").removeHandler(handler)
         svc.close()
