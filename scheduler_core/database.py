@@ -215,11 +215,11 @@ class _Kept:
 class _Standalone:
     """PostgreSQL: one autocommit connection kept for the writes of a single statement
     (`Database.write_standalone`: an enqueue). Taking a connection from the pool,
-    switching it to autocommit and back, and returning it cost about 80 µs of client
-    CPU per enqueue, as much as the INSERT's own round trip through psycopg
-    (docs/benchmarks.md). The pool keeps an idle connection open anyway, so this one
-    costs the server no extra connection. One thread uses it at a time; a writer that
-    finds it taken uses a pooled connection, as before."""
+    switching it to autocommit and back, and returning it cost 40-100 µs of client CPU
+    per enqueue, near the INSERT's own 100 µs in psycopg (docs/benchmarks.md). The pool
+    keeps an idle connection open anyway, so this one costs the server no extra
+    connection. One thread uses it at a time; a writer that finds it taken uses a
+    pooled connection, as before."""
 
     __slots__ = ("_conn", "_engine", "_lock")
 
