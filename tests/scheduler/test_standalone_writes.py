@@ -45,6 +45,7 @@ def test_standalone_writes_reuse_one_autocommit_connection(svc: SchedulerService
     pids = {svc.db.write_standalone(backend_pid) for _ in range(5)}
     assert len(pids) == 1
     assert svc.db.write_standalone(in_autocommit)
+    assert svc.db.engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # kept, in between
     # Transactions still begin and commit on the pool's connections.
     assert not svc.db.write(in_autocommit)
     # A standalone write while the kept connection is in use takes a pooled one.
