@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from scheduler_core import SchedulerService
 from scheduler_core.errors import DuplicateExternalIdError
-from tests.conftest import POSTGRES_URL, fresh_database
+from tests.conftest import POSTGRES_URL, fresh_database, wait_for
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs SCHEDULER_TEST_POSTGRES_URL")
 
@@ -67,6 +67,29 @@ def test_an_enqueue_after_the_server_dropped_the_kept_connection_is_written_once
     assert second.job_id == (first.job_id or 0) + 1
     assert job_count(svc) == 2
     assert svc.db.write_standalone(backend_pid) != dropped
+
+
+def test_an_enqueue_after_the_server_timed_out_the_idle_kept_connection_is_written_once(
+    svc: SchedulerService,
+) -> None:
+    """A server that ends idle sessions (`idle_session_timeout`) ends the kept one while
+    no one enqueues; the next enqueue is rerun on a new connection."""
+    svc.enqueue_job("noop", {"n": 1})
+    ended = svc.db.write_standalone(backend_pid)
+    svc.db.write_standalone(lambda c: c.exec_driver_sql("SET idle_session_timeout = '50ms'"))
+    with psycopg.connect(POSTGRES_URL or "", autocommit=True) as admin:
+        wait_for(
+            lambda: (
+                not admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (ended,)
+                ).fetchone()
+            ),
+            timeout=10,
+            what="the server ending the idle session",
+        )
+    assert svc.enqueue_job("noop", {"n": 2}).params == {"n": 2}
+    assert job_count(svc) == 2
+    assert svc.db.write_standalone(backend_pid) != ended
 
 
 def test_a_failed_statement_gives_up_the_kept_connection_and_the_next_enqueue_works(
