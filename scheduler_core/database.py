@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _IMMEDIATE = "scheduler_immediate"
+CLOSE_WAIT_SECONDS = 5.0  # how long closing waits for an enqueue still on the kept connection
 
 
 def normalise_url(url: str) -> str:
@@ -212,6 +213,21 @@ class _Kept:
         self.close()
 
 
+def autocommit_connection(engine: Engine) -> Connection:
+    """A pooled PostgreSQL connection whose every statement is its own transaction."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def let_go(conn: Connection, failure: BaseException | None) -> None:
+    """Give a connection back after its work: one the database dropped is discarded (the
+    pool's reset would fail on it), any other goes back to the pool, whose reset leaves
+    it clean and restores its isolation level."""
+    if failure is not None and is_transient(failure):
+        conn.invalidate()
+    else:
+        conn.close()
+
+
 class _Standalone:
     """PostgreSQL: one autocommit connection kept for the writes of a single statement
     (`Database.write_standalone`: an enqueue). Taking a connection from the pool,
@@ -236,23 +252,18 @@ class _Standalone:
         try:
             conn = self._conn
             if conn is None or conn.closed or conn.invalidated:
-                conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                self._conn = conn
+                conn = self._conn = autocommit_connection(self._engine)
         except BaseException:
             self._lock.release()
             raise
         return conn
 
     def give_back(self, failure: BaseException | None) -> None:
-        """A connection whose statement failed is not kept: one the database dropped is
-        discarded, any other goes back to the pool, whose reset leaves it clean."""
+        """A connection whose statement failed is not kept (`let_go`)."""
         try:
             if failure is not None and self._conn is not None:
                 conn, self._conn = self._conn, None
-                if is_transient(failure):
-                    conn.invalidate()
-                else:
-                    conn.close()
+                let_go(conn, failure)
         finally:
             self._lock.release()
 
@@ -361,7 +372,7 @@ class Database:
     def _autocommit(self) -> Iterator[Connection]:
         """PostgreSQL: a connection whose every statement is its own transaction."""
         kept = self._standalone.take()
-        conn = kept or self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        conn = kept or autocommit_connection(self.engine)
         try:
             yield conn
         except BaseException as exc:
@@ -379,7 +390,7 @@ class Database:
             if kept is not None:
                 self._standalone.give_back(failure)
             else:
-                conn.close()  # the pool restores the isolation level
+                let_go(conn, failure)
 
     @staticmethod
     @contextmanager
@@ -455,5 +466,5 @@ class Database:
     def dispose(self) -> None:
         for kept in list(self._kept):
             kept.close()
-        self._standalone.close(timeout=5.0)
+        self._standalone.close(timeout=CLOSE_WAIT_SECONDS)
         self.engine.dispose()
