@@ -218,16 +218,6 @@ def autocommit_connection(engine: Engine) -> Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
-def let_go(conn: Connection, failure: BaseException | None) -> None:
-    """Give a connection back after its work: one the database dropped is discarded (the
-    pool's reset would fail on it), any other goes back to the pool, whose reset leaves
-    it clean and restores its isolation level."""
-    if failure is not None and is_transient(failure):
-        conn.invalidate()
-    else:
-        conn.close()
-
-
 class _Standalone:
     """PostgreSQL: one autocommit connection kept for the writes of a single statement
     (`Database.write_standalone`: an enqueue). Taking a connection from the pool,
@@ -259,11 +249,12 @@ class _Standalone:
         return conn
 
     def give_back(self, failure: BaseException | None) -> None:
-        """A connection whose statement failed is not kept (`let_go`)."""
+        """A connection whose statement failed is not kept: it goes back to the pool,
+        whose reset leaves it clean, or discards it if the database dropped it."""
         try:
             if failure is not None and self._conn is not None:
                 conn, self._conn = self._conn, None
-                let_go(conn, failure)
+                conn.close()
         finally:
             self._lock.release()
 
@@ -390,7 +381,7 @@ class Database:
             if kept is not None:
                 self._standalone.give_back(failure)
             else:
-                let_go(conn, failure)
+                conn.close()  # the pool restores the isolation level
 
     @staticmethod
     @contextmanager

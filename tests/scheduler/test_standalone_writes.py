@@ -4,6 +4,7 @@ when the server drops it or a statement fails, without losing or repeating a job
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,16 +58,19 @@ def test_standalone_writes_reuse_one_autocommit_connection(svc: SchedulerService
 
 
 def test_an_enqueue_after_the_server_dropped_the_kept_connection_is_written_once(
-    svc: SchedulerService,
+    svc: SchedulerService, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = svc.enqueue_job("noop", {"n": 1})
     dropped = svc.db.write_standalone(backend_pid)
     with psycopg.connect(POSTGRES_URL or "", autocommit=True) as admin:
         assert admin.execute("SELECT pg_terminate_backend(%s)", (dropped,)).fetchone() == (True,)
-    second = svc.enqueue_job("noop", {"n": 2})
+    with caplog.at_level(logging.WARNING):
+        second = svc.enqueue_job("noop", {"n": 2})
     assert second.job_id == (first.job_id or 0) + 1
     assert job_count(svc) == 2
     assert svc.db.write_standalone(backend_pid) != dropped
+    # It cost one rerun, and nothing logged above a warning.
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
 
 
 def test_an_enqueue_after_the_server_timed_out_the_idle_kept_connection_is_written_once(
