@@ -157,6 +157,10 @@ def create_schema(engine: Engine) -> None:
 # shutting down, crashed or starting up (57P01-57P03), a read-only server after a
 # failover (25006), too many connections (53300), serialization failures and deadlocks.
 _PG_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "25006", "53300", "40001", "40P01"})
+GENERATED_FUNCTION_PREFIX = "llmsched_cycle_"
+"""The names of the functions the store creates when first needed (store/cycle.py): one
+found missing (dropped, or a schema restored without it) is made again by the rerun."""
+_UNDEFINED_FUNCTION = "42883"
 _TRANSIENT_TEXT = (
     "database is locked",
     "database table is locked",
@@ -188,6 +192,8 @@ def is_transient(exc: BaseException) -> bool:
         orig = exc
     state = getattr(orig, "sqlstate", None)
     if isinstance(state, str) and (state.startswith("08") or state in _PG_TRANSIENT_STATES):
+        return True
+    if state == _UNDEFINED_FUNCTION and GENERATED_FUNCTION_PREFIX in str(orig):
         return True
     operational = isinstance(exc, sa.exc.OperationalError | sqlite3.OperationalError) or (
         type(orig).__name__ == "OperationalError"

@@ -328,6 +328,17 @@ class Dispatching:
         transaction (combining.py)."""
 
         def write(conn: Connection) -> list[tuple[Finish, Claim | None]]:
+            if len(ends) == 1:  # on PostgreSQL, one call of the cycle function if it may
+                done = self.store.end_then_claim(
+                    conn,
+                    *ends[0],
+                    worker_id=self.worker_id,
+                    job_types=self.registry.names(),
+                    bindings=self.registry.bindings,
+                    now=utcnow(),
+                )
+                if done is not None:
+                    return [done]
             finishes = [self.store.finish(conn, c, o, now=utcnow()) for c, o in ends]
             claims: list[Claim | None] = list(self._claim_in(conn, len(ends), after_end=True))
             claims += [None] * (len(ends) - len(claims))

@@ -9,6 +9,7 @@ written in the same transaction. One module per concern:
 - jobs.py: queueing, reading, params, cancel, retry chains
 - claims.py: QUEUED -> RUNNING (queue and direct), live capacity
 - finish.py: RUNNING -> terminal, with the retry and group rules
+- cycle.py: on PostgreSQL, a slot's end and next claim in one server call
 - groups.py: group rows, member end/cancel, skip, finalize
 - reservations.py, workers.py, leases.py: the rest of the records
 - hot.py: the prebuilt dispatch-path statements; rows.py: rows as values
@@ -17,6 +18,7 @@ written in the same transaction. One module per concern:
 from __future__ import annotations
 
 from scheduler_core.store.claims import ClaimsStore
+from scheduler_core.store.cycle import CycleStore
 from scheduler_core.store.finish import FinishStore
 from scheduler_core.store.groups import GroupsStore
 from scheduler_core.store.jobs import JobsStore
@@ -27,6 +29,7 @@ from scheduler_core.store.workers import WorkersStore
 
 class Store(
     JobsStore,
+    CycleStore,
     ClaimsStore,
     FinishStore,
     GroupsStore,

@@ -17,6 +17,9 @@ from scheduler_core.rules.retry import RetryPolicy
 from scheduler_core.store.hot import DISPATCH_LOCK_KEY, Hot
 from scheduler_core.values import Job
 
+LOG_NAME = "{job_type}-job-{job_id}-attempt-{attempt}.log"
+"""A run log's file name in the log directory (also rendered in SQL: store/cycle.py)."""
+
 
 class StoreBase:
     def __init__(
@@ -40,7 +43,7 @@ class StoreBase:
             return None
         # os.path, not pathlib: on Python 3.11 pathlib interns every part it parses, and
         # each run's file name is new, so the interpreter's interned-string table grows.
-        name = f"{job.job_type}-job-{job.job_id}-attempt-{job.attempt}.log"
+        name = LOG_NAME.format(job_type=job.job_type, job_id=job.job_id, attempt=job.attempt)
         return os.path.join(self.log_dir, name)
 
     def _insert(self, table: Any) -> Any:

@@ -30,6 +30,7 @@ from scheduler_core.store.hot import (
     first_head,
     heads_skip_locked,
     run_values,
+    slot_name,
     start_binds,
     status_in,
     type_params,
@@ -90,13 +91,12 @@ class ClaimsStore(StoreBase):
         claims = Claims()
         if not job_types or count < 1:
             return claims
-        slots = dict(bindings)
         if not self.is_postgres:
             while len(claims) < count:
                 head = self._first_head(conn, job_types=job_types, now=now, bindings=bindings)
                 if head is None:
                     break
-                slot = slots.get(head.resource, head.resource)
+                slot = slot_name(head.resource, bindings)
                 claims.append(
                     self._start(conn, head.job_id, slot=slot, worker_id=worker_id, now=now)
                 )
@@ -115,7 +115,7 @@ class ClaimsStore(StoreBase):
         for head in sorted((r for r in state if r.job_id is not None), key=dispatch_key):
             if len(claims) == count:
                 break
-            slot = slots.get(head.resource, head.resource)
+            slot = slot_name(head.resource, bindings)
             limit = capped.get(head.resource)
             if slot in full:
                 continue
@@ -179,7 +179,7 @@ class ClaimsStore(StoreBase):
         params = start_binds(job_id, now=now, worker_id=worker_id, slot=slot)
         row = prepared(conn, Hot.start_job).first(conn, params)
         if row is None:
-            raise StaleStateError(f"job {job_id} left QUEUED while being claimed")
+            raise left_queued(job_id)
         return self._started(conn, rows.job(row), worker_id=worker_id, now=now)
 
     def _start_with_run(
@@ -197,7 +197,7 @@ class ClaimsStore(StoreBase):
         locked by the caller, has room (rules/resources.py `has_room`, counted by the
         statement in a snapshot taken after that lock); None if it has none."""
         now = max(now, utcnow())
-        values = self._run_values(conn, job, worker_id=worker_id, now=now)
+        values = self.run_values_of(conn, job, worker_id=worker_id, now=now)
         params = value_binds(values)
         params.update(start_binds(job.job_id or 0, now=now, worker_id=worker_id, slot=slot))
         if limit is None:
@@ -208,13 +208,23 @@ class ClaimsStore(StoreBase):
             if row is None:  # the job is locked here, so still QUEUED: the slot is full
                 return None
         if row is None:
-            raise StaleStateError(f"job {job.job_id} left QUEUED while being claimed")
+            raise left_queued(job.job_id)
+        return self.claim_of(
+            job, values, slot=slot, worker_id=worker_id, now=now, run_id=row.run_id
+        )
+
+    @staticmethod
+    def claim_of(
+        job: Job, values: dict[str, Any], *, slot: str, worker_id: str, now: datetime, run_id: int
+    ) -> Claim:
+        """The claim of `job` (its row as queued), started now with the run of `values`
+        (`run_values`) as `run_id`: built from what was written, not read back."""
         started = rows.changed(
             job, status=JobStatus.RUNNING, started_at=now, worker_id=worker_id, slot=slot
         )
-        return _claim(started, values, run_id=row.run_id)  # and its group started
+        return _claim(started, values, run_id=run_id)  # and its group started
 
-    def _run_values(
+    def run_values_of(
         self, conn: Connection, job: Job, *, worker_id: str, now: datetime
     ) -> dict[str, Any]:
         """The new JobRun row of `job`, starting now: its params with earlier members'
@@ -229,7 +239,7 @@ class ClaimsStore(StoreBase):
 
     def _started(self, conn: Connection, job: Job, *, worker_id: str, now: datetime) -> Claim:
         """The rest of a start: the job's JobRun, and its group's start."""
-        values = self._run_values(conn, job, worker_id=worker_id, now=now)
+        values = self.run_values_of(conn, job, worker_id=worker_id, now=now)
         insert = prepared(conn, Hot.insert_run)
         run_id = insert.scalar(conn, value_binds(values))
         if job.group_id is not None:
@@ -292,6 +302,10 @@ class ClaimsStore(StoreBase):
             )
         ).scalar_one()
         return int(total)
+
+
+def left_queued(job_id: int | None) -> StaleStateError:
+    return StaleStateError(f"job {job_id} left QUEUED while being claimed")
 
 
 def _claim(job: Job, values: dict[str, Any], *, run_id: int) -> Claim:

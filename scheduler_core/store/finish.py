@@ -5,7 +5,7 @@ same transaction; or, after an infrastructure fault, the job back in the queue
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -30,6 +30,14 @@ from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import LEASES as L
 from scheduler_core.tables import RUNS as R
 from scheduler_core.values import Claim, Finish, Job, JobGroup, JobRun, Outcome
+
+
+def not_running(claim: Claim) -> StaleStateError:
+    """A run's end found it no longer RUNNING."""
+    return StaleStateError(
+        f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
+        "it was finished elsewhere (recovered as crashed?)"
+    )
 
 
 class FinishStore(StoreBase):
@@ -57,16 +65,7 @@ class FinishStore(StoreBase):
         """Close a RUNNING run and its job, then apply the retry and group rules. On
         PostgreSQL the end's statement takes the shared dispatch lock as well, for the
         claim that may follow in the transaction (store/claims.py)."""
-        job_status = JobStatus(outcome.status.value)
-        params = end_binds(
-            claim.run.run_id or 0,
-            claim.job.job_id or 0,
-            status=outcome.status.value,
-            now=now,
-            exit_code=outcome.exit_code,
-            error=outcome.error,
-            artifacts=list(outcome.artifacts),
-        )
+        params = self.end_params(claim, outcome, now=now)
         group: JobGroup | None = None  # a member's, read with its end on PostgreSQL
         reads = self.plugins.end_reads("postgresql" if self.is_postgres else "sqlite")
         if not self.is_postgres:
@@ -82,10 +81,38 @@ class FinishStore(StoreBase):
             if run_row is not None and run_row.group_id is not None:
                 group = rows.value_in(JobGroup, run_row)
         if run_row is None or ended != 1:
-            raise StaleStateError(
-                f"job {claim.job.job_id} / run {claim.run.run_id} is no longer RUNNING; "
-                "it was finished elsewhere (recovered as crashed?)"
-            )
+            raise not_running(claim)
+        return self.ended(conn, claim, outcome, params, run_row, group=group, reads=reads, now=now)
+
+    @staticmethod
+    def end_params(claim: Claim, outcome: Outcome, *, now: datetime) -> dict[str, Any]:
+        """The bind values of `claim`'s end."""
+        return end_binds(
+            claim.run.run_id or 0,
+            claim.job.job_id or 0,
+            status=outcome.status.value,
+            now=now,
+            exit_code=outcome.exit_code,
+            error=outcome.error,
+            artifacts=list(outcome.artifacts),
+        )
+
+    def ended(
+        self,
+        conn: Connection,
+        claim: Claim,
+        outcome: Outcome,
+        params: dict[str, Any],
+        run_row: Any,
+        *,
+        group: JobGroup | None,
+        reads: tuple[tuple[str, Any], ...],
+        now: datetime,
+    ) -> Finish:
+        """The rest of an end, once its statement closed the run and the job (`run_row`:
+        the run's flow run id and the plugins' reads): the retry and group rules and the
+        plugins' hooks."""
+        job_status = JobStatus(outcome.status.value)
         # A RUNNING job's row changes only here, its run's only here and in gaining a flow
         # run id (returned): the claimed values plus their ends are the rows.
         job = rows.changed(claim.job, status=job_status, finished_at=now)
@@ -128,6 +155,15 @@ class FinishStore(StoreBase):
         elif group is not None:
             group = self.member_ended(conn, job, group=group, retry=retry, now=now)
         return Finish(job=job, run=run, retry=retry, group=group)
+
+    def retries(self, claim: Claim, outcome: Outcome, *, now: datetime) -> bool:
+        """Would `claim`'s end, outside a group, queue an automatic retry?"""
+        job = rows.changed(claim.job, status=JobStatus(outcome.status.value), finished_at=now)
+        policy = self.retry_policy
+        return (
+            automatic_retry_at(job, policy=policy, group_cancel_requested=False, now=now)
+            is not None
+        )
 
     def requeue(self, conn: Connection, claim: Claim) -> Job:
         """RUNNING -> QUEUED after an infrastructure fault: the same job and attempt, in its

@@ -110,6 +110,14 @@ def slot_of(resource: Any, bindings: Bindings) -> Any:
     return sa.case(dict(bindings), value=resource, else_=resource)
 
 
+def slot_name(resource: str, bindings: Bindings) -> str:
+    """`slot_of` for a job of class `resource`, in Python."""
+    for name, instance in bindings:
+        if name == resource:
+            return instance
+    return resource
+
+
 def has_room(bindings: Bindings) -> Any:
     """SQL of rules/resources.has_room for the resource class row RC: uncapped, or its
     slot (for this worker's `bindings`) runs fewer jobs than the cap."""

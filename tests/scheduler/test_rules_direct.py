@@ -247,7 +247,9 @@ def test_a_slots_next_claim_holds_the_dispatch_lock_from_its_jobs_end_on(
     statement takes the shared dispatch lock that orders claims against reservations. A
     reservation made between the end and the claim would otherwise not wait for the
     claim, and the claim, in a snapshot taken before the reservation committed, would
-    start a job under it."""
+    start a job under it. Watched here where the claim is Python's (a spy between the
+    end and the claim); the cycle function runs the same end statement before its heads
+    (test_cycle_function.py)."""
     # Advisory locks are per database, and other tests' schedulers share this one: the
     # lock is looked for as held by the claiming session itself.
     held = (
@@ -270,6 +272,7 @@ def test_a_slots_next_claim_holds_the_dispatch_lock_from_its_jobs_end_on(
             return claim_many(conn, count, **kw)
 
         svc.store.claim_many = spy  # type: ignore[method-assign]
+        svc.store.end_then_claim = lambda *a, **k: None  # type: ignore[method-assign]
         svc.register("job", lambda params: None)
         jobs = [svc.enqueue_job("job", {"n": n}) for n in range(3)]
         svc.start(concurrency=1)

@@ -1,0 +1,273 @@
+"""PostgreSQL: a worker slot's end and next claim as one call of the generated cycle
+function (store/cycle.py) write what the statements run one by one wrote, for every
+kind of head: each scenario runs through the worker loop on a fresh schema with the
+function and again without it, and the rows are compared."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from scheduler_core import JobStatus, SchedulerService
+from scheduler_core.store import cycle
+from scheduler_core.store.cycle import CycleStore
+from scheduler_core.tables import JOBS, RUNS
+from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
+
+pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs SCHEDULER_TEST_POSTGRES_URL")
+
+VOLATILE_JOB = {
+    "created_at",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "not_before",
+    "position",
+    "worker_id",
+}
+VOLATILE_RUN = {"started_at", "finished_at", "worker_id"}
+TERMINAL = {s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED)}
+
+
+def fails(params: dict[str, Any]) -> None:
+    if params.get("fail"):
+        raise RuntimeError("asked to fail")
+
+
+def cycle_functions(conn: sa.Connection) -> list[str]:
+    """The cycle functions in the connection's schema."""
+    return list(
+        conn.exec_driver_sql(
+            "SELECT proname FROM pg_proc WHERE proname LIKE 'llmsched_cycle_%%' "
+            "AND pronamespace = current_schema()::regnamespace"
+        ).scalars()
+    )
+
+
+def work_through(svc: SchedulerService, count: int, *, slots: int = 1) -> None:
+    """Start the worker loop and wait until `count` jobs COMPLETED; then stop it."""
+    svc.start(concurrency=slots)
+    try:
+        wait_for(
+            lambda: len(svc.list_jobs(status=JobStatus.COMPLETED, limit=1000)) == count,
+            timeout=30,
+            what="every job completed",
+        )
+    finally:
+        svc.stop(timeout=10)
+
+
+@contextmanager
+def queued(tmp_path: Path, jobs: int) -> Iterator[SchedulerService]:
+    """A service on a fresh schema with `jobs` jobs of type "a" queued."""
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        svc.register("a", fails)
+        for n in range(jobs):
+            svc.enqueue_job("a", {"n": n})
+        yield svc
+
+
+def uncapped(svc: SchedulerService) -> None:
+    rng = random.Random(7)
+    for n in range(30):
+        svc.enqueue_job(rng.choice(["a", "b"]), {"n": n}, priority=rng.randrange(10))
+
+
+def capped(svc: SchedulerService) -> None:
+    svc.set_resource_limit("one", 1)
+    for n in range(12):
+        svc.enqueue_job("c" if n % 3 else "a", {"n": n}, priority=n % 4)
+
+
+def bound(svc: SchedulerService) -> None:
+    svc.set_resource_limit("one", 2)
+    svc.bind_resource("one", "one@here")
+    for n in range(8):
+        svc.enqueue_job("c" if n % 2 else "b", {"n": n})
+
+
+def groups_and_retries(svc: SchedulerService) -> None:
+    svc.create_job_group(
+        [
+            {"job_type": "a", "params": {"n": 0}, "name": "first"},
+            {"job_type": "b", "params": {"n": 1, "from": {"$outputs": "first"}}},
+            {"job_type": "f", "params": {"n": 2, "fail": True}},
+            {"job_type": "a", "params": {"n": 3}},
+        ]
+    )
+    for n in range(4):
+        svc.enqueue_job("f", {"n": 10 + n, "fail": n % 2 == 0}, max_retries=1)
+    for n in range(6):
+        svc.enqueue_job("a", {"n": 20 + n}, priority=1)
+
+
+SCENARIOS: dict[str, Callable[[SchedulerService], None]] = {
+    "uncapped": uncapped,
+    "capped": capped,
+    "bound": bound,
+    "groups_and_retries": groups_and_retries,
+}
+
+
+def run(
+    tmp_path: Path, scenario: Callable[[SchedulerService], None], *, home: Path
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The scenario through a one-slot worker until every job ended: each job's row and
+    its run's, in the order the runs started, without what differs between any two runs."""
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **{**TEST_SETTINGS, "home": home}) as svc,
+    ):
+        for name in ("a", "b", "f"):
+            svc.register(name, fails)
+        svc.register("c", fails, resource="one")
+        scenario(svc)
+        svc.start(concurrency=1)
+        try:
+            wait_for(
+                lambda: all(j.status.value in TERMINAL for j in svc.list_jobs(limit=1000)),
+                timeout=60,
+                what="every job ended",
+            )
+        finally:
+            svc.stop(timeout=10)
+
+        def read(conn: sa.Connection) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+            runs = {r.job_id: dict(r._mapping) for r in conn.execute(sa.select(RUNS))}
+            jobs = [dict(j._mapping) for j in conn.execute(sa.select(JOBS))]
+            jobs.sort(
+                key=lambda j: (
+                    runs[j["job_id"]]["run_id"] if j["job_id"] in runs else 0,
+                    j["job_id"],
+                )
+            )
+            return [
+                (
+                    {k: v for k, v in job.items() if k not in VOLATILE_JOB},
+                    None
+                    if (r := runs.get(job["job_id"])) is None
+                    else {k: v for k, v in r.items() if k not in VOLATILE_RUN},
+                )
+                for job in jobs
+            ]
+
+        return svc.db.read(read)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The codes of the cycle function's calls, as the store read them."""
+    seen: list[str] = []
+    original = CycleStore.end_then_claim
+
+    def spy(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
+        done = original(self, *args, **kwargs)
+        seen.append("none" if done is None else "call")
+        return done
+
+    monkeypatch.setattr(CycleStore, "end_then_claim", spy)
+    yield seen
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_cycle_function_writes_what_the_statements_wrote(
+    tmp_path: Path, name: str, calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = SCENARIOS[name]
+    with_function = run(tmp_path / "with", scenario, home=tmp_path / "home")
+    assert "call" in calls, "the worker loop never used the function"
+    monkeypatch.setattr(CycleStore, "end_then_claim", lambda *a, **k: None)
+    without = run(tmp_path / "without", scenario, home=tmp_path / "home")
+    assert with_function == without
+    assert len(with_function) >= 8
+
+
+def test_one_function_per_shape_created_once_and_kept(tmp_path: Path) -> None:
+    with queued(tmp_path, 20) as svc:
+        work_through(svc, 20, slots=4)
+        assert len(svc.db.read(cycle_functions)) == 1
+
+
+def test_a_function_the_server_refuses_leaves_the_worker_writing_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses to create the function (as for a role without the right to):
+    one warning, and every end and claim written by the statements one by one, in the
+    transaction the refusal happened in."""
+    real = cycle.Cycle
+
+    class Refused(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.create = f"CREATE FUNCTION {self.name}() RETURNS int LANGUAGE no_such AS ''"
+
+    monkeypatch.setattr(cycle, "Cycle", Refused)
+    caplog.set_level(logging.WARNING, logger="scheduler_core.store")
+    with queued(tmp_path, 10) as svc:
+        work_through(svc, 10)
+    warnings = [r for r in caplog.records if "cycle_function_unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_a_function_dropped_while_a_job_runs_is_made_again_and_the_end_written_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="scheduler_core")
+    ran: list[int] = []
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+
+        def job(params: dict[str, Any]) -> None:
+            ran.append(params["n"])
+            if params["n"] == 5:  # the function exists by now: the ends before used it
+
+                def drop(conn: sa.Connection) -> None:
+                    (name,) = cycle_functions(conn)
+                    conn.exec_driver_sql(f"DROP FUNCTION {name}")
+
+                svc.db.write(drop)
+
+        svc.register("a", job)
+        for n in range(10):
+            svc.enqueue_job("a", {"n": n})
+        work_through(svc, 10)
+        assert sorted(ran) == list(range(10))
+        assert len(svc.db.read(cycle_functions)) == 1
+    retried = [r for r in caplog.records if "action=db_retry" in r.getMessage()]
+    assert len(retried) == 1 and "llmsched_cycle_" in retried[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_function_runs_the_end_with_its_dispatch_lock_then_the_heads_then_the_start(
+    tmp_path: Path,
+) -> None:
+    """The order that keeps a reservation from slipping between an end and the claim
+    after it (test_rules_direct.py watches it on Python's path): the end statement takes
+    the shared dispatch lock, and the heads, a later statement, read after it."""
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        made = cycle.Cycle(
+            svc.db.engine.dialect,
+            reads=svc.store.plugins.end_reads("postgresql"),
+            n_types=1,
+            bindings=(),
+            log_name="{job_type}-{job_id}-{attempt}",
+        )
+    body = made.create
+    lock = body.index("pg_advisory_xact_lock_shared(")
+    assert body.index("UPDATE job_run") < lock < body.index("FOR UPDATE SKIP LOCKED")
+    assert body.index("FOR UPDATE SKIP LOCKED") < body.index("INSERT INTO job_run")
