@@ -328,7 +328,7 @@ class Dispatching:
         transaction (combining.py)."""
 
         def write(conn: Connection) -> list[tuple[Finish, Claim | None]]:
-            if len(ends) == 1:  # on PostgreSQL, one call of the cycle function if it may
+            if len(ends) == 1 and not self.db.is_sqlite:  # one call of the cycle function
                 done = self.store.end_then_claim(
                     conn,
                     *ends[0],
