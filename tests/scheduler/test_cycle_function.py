@@ -164,18 +164,38 @@ def run(
         return svc.db.read(read)
 
 
+# How each end and next claim of the worker loop was written, by scenario: by the
+# function alone, by the function and then Python's claim ("python": the head needed
+# it), or without the function (an end that queues a retry or ends a group member).
+EXPECTED = {
+    "uncapped": {"function"},
+    "capped": {"function", "python"},
+    "bound": {"function", "python"},
+    "groups_and_retries": {"function", "python", "not used"},
+}
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The codes of the cycle function's calls, as the store read them."""
+    """How each `end_then_claim` was written (EXPECTED's words)."""
     seen: list[str] = []
-    original = CycleStore.end_then_claim
+    by_python: list[int] = []
+    end_then_claim, claim_many = CycleStore.end_then_claim, CycleStore.claim_many
 
-    def spy(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
-        done = original(self, *args, **kwargs)
-        seen.append("none" if done is None else "call")
+    def spy_end(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
+        before = len(by_python)
+        done = end_then_claim(self, *args, **kwargs)
+        python = len(by_python) > before
+        seen.append("not used" if done is None else "python" if python else "function")
         return done
 
-    monkeypatch.setattr(CycleStore, "end_then_claim", spy)
+    def spy_claim(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("after_end"):
+            by_python.append(1)
+        return claim_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(CycleStore, "end_then_claim", spy_end)
+    monkeypatch.setattr(CycleStore, "claim_many", spy_claim)
     yield seen
 
 
@@ -185,7 +205,7 @@ def test_the_cycle_function_writes_what_the_statements_wrote(
 ) -> None:
     scenario = SCENARIOS[name]
     with_function = run(tmp_path / "with", scenario, home=tmp_path / "home")
-    assert "call" in calls, "the worker loop never used the function"
+    assert set(calls) == EXPECTED[name]
     monkeypatch.setattr(CycleStore, "end_then_claim", lambda *a, **k: None)
     without = run(tmp_path / "without", scenario, home=tmp_path / "home")
     assert with_function == without
