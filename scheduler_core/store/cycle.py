@@ -58,9 +58,11 @@ from scheduler_core.values import Claim, Finish, Job, Outcome
 
 log = logging.getLogger("scheduler_core.store")
 
-STARTED, PYTHON, NONE, STALE = "started", "python", "none", "stale"
-"""What a call did: started the first head; ended the run, the claim left to Python;
-ended the run, nothing to claim; ended nothing (the run is no longer RUNNING)."""
+STARTED, CAPPED, PYTHON, NONE, STALE = "started", "capped", "python", "none", "stale"
+"""What a call did: started the first head; locked the slot of the first head, of a
+capped class, for Python to start it (the start time is read after that lock, by the
+worker's clock: store/claims.py `_start_with_run`); ended the run, the claim left to
+Python; ended the run, nothing to claim; ended nothing (the run is no longer RUNNING)."""
 
 RETRY_SECONDS = 60.0
 """How long a worker goes without a function it could not create before trying again."""
@@ -92,15 +94,18 @@ class Cycle:
             .order_by(*dispatch_order(head_rows))
         )
         self.args: list[sa.BindParameter[Any]] = []  # the call's, in the function's order
+        slot = _sql(slot_of(sa.literal_column("h.resource"), bindings), dialect)
         from_head = {  # the start's values that come from the head, not from the caller
             "b_job_id": "h.job_id",
-            "b_slot": _sql(slot_of(sa.literal_column("h.resource"), bindings), dialect),
+            "b_slot": slot,
             "v_params_snapshot": "h.params",
             "v_log_path": "p_log_dir || " + _log_name_sql(log_name),
         }
         end_sql = self._render(end, dialect, "e", {})
         heads_sql = self._render(heads, dialect, "h", {"n": "1"})
         start_sql = self._render(Hot.start_job_with_run, dialect, "s", from_head)
+        lock_sql = self._render(Hot.lock_resource, dialect, "l", {"resource": slot})
+        lock_sql = "PERFORM" + lock_sql.removeprefix("SELECT")
         self.args.append(sa.bindparam("p_log_dir", type_=sa.String()))
         # The end's columns but the dispatch lock's (void): the run's flow run id and
         # the plugins' reads.
@@ -110,7 +115,7 @@ class Cycle:
         out = [("o_code", "text")]
         out += [(f"o_e_{c.key}", _type(c.type, dialect)) for c in end_out]
         out += [(f"o_j_{k}", _type(J.c[k].type, dialect)) for k in job_columns]
-        out += [("o_run_id", "integer")]
+        out += [("o_run_id", "integer"), ("o_limit", "integer")]
         # Cast to the declared types: a read's SQL type may be wider than SQLAlchemy's
         # (count() is a bigint where its type says Integer).
         ended = ", ".join(
@@ -121,10 +126,13 @@ class Cycle:
         def nulls(columns: list[tuple[str, str]]) -> str:  # typed: RETURN QUERY checks them
             return ", ".join(f"NULL::{kind}" for _, kind in columns)
 
-        no_end, no_job = nulls(out[1 : 1 + len(end_out)]), nulls(out[1 + len(end_out) : -1])
+        no_end, no_job = nulls(out[1 : 1 + len(end_out)]), nulls(out[1 + len(end_out) : -2])
 
-        def result(code: str, job_values: str, run: str, end_values: str = ended) -> str:
-            return f"RETURN QUERY SELECT '{code}'::text, {end_values}, {job_values}, {run}; RETURN;"
+        def result(
+            code: str, job_values: str, run: str, end_values: str = ended, limit: str = "NULL"
+        ) -> str:
+            values = f"{end_values}, {job_values}, {run}, {limit}::integer"
+            return f"RETURN QUERY SELECT '{code}'::text, {values}; RETURN;"
 
         signature = ", ".join(f"{b.key} {_type(b.type, dialect)}" for b in self.args)
         body = "\n".join(
@@ -137,9 +145,12 @@ class Cycle:
                 f"    {result(STALE, no_job, 'NULL::integer', no_end)}",
                 "  END IF;",
                 f"  FOR h IN {heads_sql} LOOP",
-                "    IF h.class_limit IS NOT NULL OR h.group_id IS NOT NULL"
-                " OR h.retry_of IS NOT NULL THEN",
+                "    IF h.group_id IS NOT NULL OR h.retry_of IS NOT NULL THEN",
                 f"      {result(PYTHON, no_job, 'NULL::integer')}",
+                "    END IF;",
+                "    IF h.class_limit IS NOT NULL THEN",
+                f"      {lock_sql};",
+                f"      {result(CAPPED, job, 'NULL::integer', limit='h.class_limit')}",
                 "    END IF;",
                 f"    {start_sql} INTO s;",
                 "    IF NOT FOUND THEN",
@@ -159,7 +170,7 @@ class Cycle:
             f"LANGUAGE plpgsql AS $cycle$\n{body}\n$cycle$"
         )
         types = [sa.String(), *(c.type for c in end_out), *(J.c[k].type for k in job_columns)]
-        types.append(sa.Integer())
+        types += [sa.Integer(), sa.Integer()]
         columns = [sa.column(name, t) for (name, _), t in zip(out, types, strict=True)]
         self.call = sa.select(*getattr(sa.func, self.name)(*self.args).table_valued(*columns).c)
 
@@ -297,8 +308,9 @@ class CycleStore(ClaimsStore, FinishStore):
             **{label: getattr(row, f"o_e_{label}") for label, _ in reads},
         )
         finish = self.ended(conn, claim, outcome, params, ended, group=None, reads=reads, now=now)
-        if row.o_code == PYTHON:
-            claims = self.claim_many(
+
+        def in_python() -> Claim | None:  # the claim, as it went before the function
+            return self.claim_many(
                 conn,
                 1,
                 worker_id=worker_id,
@@ -306,13 +318,21 @@ class CycleStore(ClaimsStore, FinishStore):
                 now=now,
                 bindings=bindings,
                 after_end=True,
-            )
-            return finish, claims.first
+            ).first
+
+        if row.o_code == PYTHON:
+            return finish, in_python()
         if row.o_code == NONE:
             return finish, None
         job = rows.value(Job, {k: getattr(row, f"o_j_{k}") for k in _JOB_COLUMNS})
-        values = self.run_values_of(conn, job, worker_id=worker_id, now=now)
         slot = slot_name(job.resource, bindings)
+        if row.o_code == CAPPED:  # its slot locked: started here if it has room, else
+            # (full after all) the next heads, as Python's claim goes on to them
+            capped = self._start_with_run(
+                conn, job, slot=slot, limit=row.o_limit, worker_id=worker_id, now=now
+            )
+            return finish, capped if capped is not None else in_python()
+        values = self.run_values_of(conn, job, worker_id=worker_id, now=now)
         started = self.claim_of(
             job, values, slot=slot, worker_id=worker_id, now=now, run_id=row.o_run_id
         )

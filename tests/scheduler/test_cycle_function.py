@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,12 +166,13 @@ def run(
 
 
 # How each end and next claim of the worker loop was written, by scenario: by the
-# function alone, by the function and then Python's claim ("python": the head needed
-# it), or without the function (an end that queues a retry or ends a group member).
+# function alone; by the function, then Python's start of the capped head whose slot it
+# locked ("capped"); by the function, then Python's claim ("python": a group member or a
+# retry); or without the function (an end that queues a retry or ends a group member).
 EXPECTED = {
     "uncapped": {"function"},
-    "capped": {"function", "python"},
-    "bound": {"function", "python"},
+    "capped": {"function", "capped"},
+    "bound": {"function", "capped"},
     "groups_and_retries": {"function", "python", "not used"},
 }
 
@@ -179,23 +181,36 @@ EXPECTED = {
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """How each `end_then_claim` was written (EXPECTED's words)."""
     seen: list[str] = []
-    by_python: list[int] = []
+    python: list[str] = []  # Python's claims and starts inside the current call
     end_then_claim, claim_many = CycleStore.end_then_claim, CycleStore.claim_many
+    start_with_run = CycleStore._start_with_run
 
     def spy_end(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
-        before = len(by_python)
+        python.clear()
         done = end_then_claim(self, *args, **kwargs)
-        python = len(by_python) > before
-        seen.append("not used" if done is None else "python" if python else "function")
+        seen.append(
+            "not used"
+            if done is None
+            else "python"
+            if "claim" in python
+            else "capped"
+            if "start" in python
+            else "function"
+        )
         return done
 
     def spy_claim(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("after_end"):
-            by_python.append(1)
+            python.append("claim")
         return claim_many(self, *args, **kwargs)
+
+    def spy_start(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
+        python.append("start")
+        return start_with_run(self, *args, **kwargs)
 
     monkeypatch.setattr(CycleStore, "end_then_claim", spy_end)
     monkeypatch.setattr(CycleStore, "claim_many", spy_claim)
+    monkeypatch.setattr(CycleStore, "_start_with_run", spy_start)
     yield seen
 
 
@@ -291,3 +306,85 @@ def test_the_function_runs_the_end_with_its_dispatch_lock_then_the_heads_then_th
     lock = body.index("pg_advisory_xact_lock_shared(")
     assert body.index("UPDATE job_run") < lock < body.index("FOR UPDATE SKIP LOCKED")
     assert body.index("FOR UPDATE SKIP LOCKED") < body.index("INSERT INTO job_run")
+
+
+def test_a_capped_head_whose_slot_is_full_is_passed_over_for_the_next(
+    tmp_path: Path, calls: list[str]
+) -> None:
+    """Two slots; one runs the only job the capped class may run. The other slot's ends
+    pass over the queued job of that class, first in line, to the uncapped ones (the
+    heads offer no job of a full slot), and the capped job runs only after the first one
+    ended."""
+    release = threading.Event()
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        svc.set_resource_limit("one", 1)
+
+        def capped_job(params: dict[str, Any]) -> None:
+            if params["n"] == 0:
+                release.wait(30)
+
+        svc.register("c", capped_job, resource="one")
+        svc.register("a", fails)
+        first = svc.enqueue_job("c", {"n": 0}, priority=9)
+        svc.start(concurrency=2)
+        try:
+            wait_for(lambda: svc.get_job(first.job_id or 0).status == JobStatus.RUNNING)
+            second = svc.enqueue_job("c", {"n": 1}, priority=9)
+            for n in range(6):
+                svc.enqueue_job("a", {"n": n})
+            wait_for(
+                lambda: len(svc.list_jobs(status=JobStatus.COMPLETED, job_type="a")) == 6,
+                timeout=30,
+                what="the uncapped jobs, past the full slot",
+            )
+            assert svc.get_job(second.job_id or 0).status == JobStatus.QUEUED
+            release.set()
+            wait_for(
+                lambda: svc.get_job(second.job_id or 0).status == JobStatus.COMPLETED,
+                timeout=30,
+                what="the second capped job",
+            )
+        finally:
+            release.set()
+            svc.stop(timeout=10)
+        first_run = svc.get_job_run_for_job(first.job_id or 0)
+        second_run = svc.get_job_run_for_job(second.job_id or 0)
+        assert first_run and second_run and first_run.finished_at and second_run.started_at
+        assert second_run.started_at >= first_run.finished_at
+    assert "function" in calls and set(calls) <= {"function", "capped"}
+
+
+def test_a_capped_slot_found_full_after_its_lock_hands_the_claim_to_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[str]
+) -> None:
+    """The heads saw room, and another worker filled the slot before the function locked
+    it (made here by the capped start after the first end finding it full): Python's
+    claim goes on from the heads, as it would have without the function, and every job
+    runs once."""
+    starts: list[int] = []
+    start_with_run = CycleStore._start_with_run
+
+    def full_once(self: CycleStore, conn: Any, job: Any, **kwargs: Any) -> Any:
+        starts.append(job.job_id)
+        if len(starts) == 2:  # the first start after an end: the dispatcher made the first
+            return None
+        return start_with_run(self, conn, job, **kwargs)
+
+    monkeypatch.setattr(CycleStore, "_start_with_run", full_once)
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        svc.set_resource_limit("one", 1)
+        svc.register("c", fails, resource="one")
+        for n in range(4):
+            svc.enqueue_job("c", {"n": n})
+        work_through(svc, 4)
+        runs = [svc.get_job_run_for_job(j.job_id or 0) for j in svc.list_jobs()]
+    # The refused one, the capped starts after it, the last end with nothing to claim.
+    assert calls == ["python", "capped", "capped", "function"]
+    assert starts[1] == starts[2]  # the same head, started by Python's claim
+    assert all(r is not None and r.status.value == "COMPLETED" for r in runs)
