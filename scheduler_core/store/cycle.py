@@ -10,10 +10,12 @@ head's start with its run. The function is generated from store/hot.py's stateme
 SQLAlchemy compiles them, so every rule keeps its one definition, and is created in the
 scheduler's schema on first use under a name that is a hash of its text.
 
-It starts only a head that needs nothing from Python: one of an uncapped class, neither a
-group member nor a retry (whose parameters may refer to earlier members' outputs,
-store/groups.py). For any other head it ends the run and stops, and the claim goes on in
-Python in the same transaction, as before (`PYTHON`).
+It starts a head of an uncapped class that is neither a group member nor a retry (whose
+parameters may refer to earlier members' outputs, store/groups.py). For a head of a
+capped class it locks the head's slot and stops: Python starts it, reading the start
+time after that lock by the worker's clock, as before (`CAPPED`). For a group member or
+a retry it ends the run and stops, and the claim goes on in Python in the same
+transaction, as before (`PYTHON`).
 """
 
 from __future__ import annotations
