@@ -61,6 +61,9 @@ class PrefectSync(Plugin):
         if api_configured():
             self._submit(self._queued(jobs))
 
+    def writes_with_end(self, dialect: str) -> bool:
+        return False  # the hooks note, and `after_write` publishes once committed
+
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         _note(conn, ("run", job, run))
 

@@ -3,7 +3,8 @@ hooks you need, and add it with `SchedulerService.add_plugin`.
 
 Hooks named `on_*_in_tx` run inside the transaction of the change they report, so what
 they write commits or rolls back with it (the webhook outbox); what such a hook reads at
-every run's end can ride on the end's own statement (`reads_with_end`). `after_write`
+every run's end can ride on the end's own statement (`reads_with_end`), and when it
+writes nothing for an end is said in SQL (`writes_with_end`). `after_write`
 runs when a write transaction has ended, and says whether it committed (what a hook
 noted in the transaction is sent only then); `after_enqueue` after new jobs were committed by a
 submission; `on_recovered` after a dead worker's job was recovered; these three run
@@ -18,6 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from scheduler_core.errors import ConfigurationError
 from scheduler_core.values import Claim, Finish, Job, JobGroup, JobRun
@@ -40,6 +43,21 @@ class Plugin:
         trip). Called when the plugin is added, once per `dialect` ('sqlite',
         'postgresql'). An end recorded another way (recovery) leaves no value there."""
         return {}
+
+    def writes_with_end(self, dialect: str) -> bool | Any:
+        """Whether `on_terminal_run_in_tx` and `on_retry_decided_in_tx` may write rows for
+        a run's end: True, False, or a scalar SQL boolean expression (SQLAlchemy, without
+        parameters) true where they may (the webhooks: an endpoint is enabled). Where no
+        plugin may, a PostgreSQL worker writes a run's end and its slot's next claim in
+        one statement outside a transaction (store/cycle.py): there is nothing for the
+        hooks to write in it, and they run once it committed (one that raises then
+        undoes nothing). A hook that only notes something for `after_write` writes
+        nothing. The default: True for a plugin that overrides either hook."""
+        overrides = (
+            type(self).on_terminal_run_in_tx is not Plugin.on_terminal_run_in_tx
+            or type(self).on_retry_decided_in_tx is not Plugin.on_retry_decided_in_tx
+        )
+        return overrides
 
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         """A run ended COMPLETED, FAILED or SKIPPED (written in `conn`'s transaction)."""
@@ -75,6 +93,7 @@ class Plugins(Plugin):
     def __init__(self) -> None:
         self._plugins: list[Plugin] = []
         self._reads: dict[str, tuple[tuple[str, Any], ...]] = {d: () for d in DIALECTS}
+        self._writes: dict[str, bool | Any] = {d: False for d in DIALECTS}
 
     def add(self, plugin: Plugin) -> None:
         """Raises ConfigurationError, and adds nothing, if the plugin's reads are
@@ -92,13 +111,21 @@ class Plugins(Plugin):
                     )
                 merged[label] = expression
             reads[dialect] = tuple(merged.items())
+        writes = {d: _either(self._writes[d], plugin.writes_with_end(d)) for d in DIALECTS}
         self._plugins.append(plugin)
         self._reads = reads
+        self._writes = writes
 
     def end_reads(self, dialect: str) -> tuple[tuple[str, Any], ...]:
         """Every plugin's `reads_with_end`, as one tuple that stays the same object
         until a plugin is added (the store builds the end's statement once per tuple)."""
         return self._reads[dialect]
+
+    def end_writes(self, dialect: str) -> bool | Any:
+        """Every plugin's `writes_with_end`, combined: False where none may write, True
+        where one always may, else one SQL expression; the same object until a plugin is
+        added."""
+        return self._writes[dialect]
 
     def __iter__(self) -> Iterator[Plugin]:
         return iter(list(self._plugins))
@@ -138,6 +165,17 @@ class Plugins(Plugin):
     def stop(self, timeout: float) -> None:
         for plugin in self._plugins:
             plugin.stop(timeout)
+
+
+def _either(known: bool | Any, more: bool | Any) -> bool | Any:
+    """`known OR more` for `writes_with_end` values, kept a bool where either decides."""
+    if known is True or more is True:
+        return True
+    if more is False:
+        return known
+    if known is False:
+        return more
+    return sa.or_(known, more)
 
 
 def _guarded(plugin: Plugin, hook: str, call: Callable[..., None], *args: object) -> None:

@@ -61,6 +61,10 @@ ENABLED_ENDPOINTS_JSON = {
     .scalar_subquery(),
 }
 
+# Whether a run's end may write an event: an endpoint is enabled (plugins.py
+# `writes_with_end`).
+ANY_ENABLED = sa.exists(sa.select(EP.c.endpoint_id).where(_ENABLED))
+
 # A delivery of the same endpoint in flight: a live lease (the row being judged has none).
 _BUSY = D.alias("busy")
 _ENDPOINT_BUSY = (

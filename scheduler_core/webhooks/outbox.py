@@ -68,6 +68,9 @@ class WebhooksPlugin(Plugin):
     def reads_with_end(self, dialect: str) -> Mapping[str, Any]:
         return {_READ: deliveries.ENABLED_ENDPOINTS_JSON[dialect]}
 
+    def writes_with_end(self, dialect: str) -> Any:
+        return deliveries.ANY_ENABLED
+
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         _write(conn, lambda: run_event(job, run), run_event_type(run))
 
