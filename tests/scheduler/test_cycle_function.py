@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from scheduler_core import JobStatus, SchedulerService
+from scheduler_core import JobStatus, Plugin, SchedulerService
 from scheduler_core.store import cycle
 from scheduler_core.store.cycle import CycleStore
 from scheduler_core.tables import JOBS, RUNS
+from scheduler_core.values import Job, JobRun
+from scheduler_core.webhooks import add_webhook_endpoint, install_webhooks
+from scheduler_core.webhooks.models import EVENTS
 from tests.conftest import POSTGRES_URL, TEST_SETTINGS, fresh_database, wait_for
+from tests.webhooks.support import LOCAL_RECEIVERS
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs SCHEDULER_TEST_POSTGRES_URL")
 
@@ -165,25 +169,35 @@ def run(
         return svc.db.read(read)
 
 
-# How each end and next claim of the worker loop was written, by scenario: by the
-# function alone; by the function, then Python's start of the capped head whose slot it
-# locked ("capped"); by the function, then Python's claim ("python": a group member or a
-# retry); or without the function (an end that queues a retry or ends a group member).
+# How each end and next claim of the worker loop was written, by scenario: by one call
+# of the function outside a transaction ("alone"); by the function alone in the
+# transaction ("function"); by the function, then Python's start of the capped head
+# whose slot it locked ("capped"); by the function, then Python's claim ("python": a
+# group member or a retry); or without the function (an end that queues a retry or ends
+# a group member).
 EXPECTED = {
-    "uncapped": {"function"},
-    "capped": {"function", "capped"},
+    "uncapped": {"function", "alone"},
+    "capped": {"alone", "function", "capped"},
     "bound": {"function", "capped"},
-    "groups_and_retries": {"function", "python", "not used"},
+    "groups_and_retries": {"alone", "function", "python", "not used"},
 }
 
 
+class Calls(list[str]):
+    """How each `end_then_claim` was written (EXPECTED's words); `refused`: how many
+    calls were tried alone and made in the transaction instead (they raised
+    IN_TRANSACTION, or the transaction had begun: the call that made the function)."""
+
+    refused = 0
+
+
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """How each `end_then_claim` was written (EXPECTED's words)."""
-    seen: list[str] = []
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
+    """How each `end_then_claim` was written."""
+    seen = Calls()
     python: list[str] = []  # Python's claims and starts inside the current call
     end_then_claim, claim_many = CycleStore.end_then_claim, CycleStore.claim_many
-    start_with_run = CycleStore._start_with_run
+    start_with_run, call_alone = CycleStore._start_with_run, CycleStore._call_alone
 
     def spy_end(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
         python.clear()
@@ -195,9 +209,17 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             if "claim" in python
             else "capped"
             if "start" in python
+            else "alone"
+            if "alone" in python
             else "function"
         )
         return done
+
+    def spy_alone(*args: Any) -> Any:
+        row = call_alone(*args)
+        python.append("alone" if row is not None else "refused")
+        seen.refused += row is None
+        return row
 
     def spy_claim(self: CycleStore, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("after_end"):
@@ -211,16 +233,19 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     monkeypatch.setattr(CycleStore, "end_then_claim", spy_end)
     monkeypatch.setattr(CycleStore, "claim_many", spy_claim)
     monkeypatch.setattr(CycleStore, "_start_with_run", spy_start)
+    monkeypatch.setattr(CycleStore, "_call_alone", staticmethod(spy_alone))
     yield seen
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_cycle_function_writes_what_the_statements_wrote(
-    tmp_path: Path, name: str, calls: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, name: str, calls: Calls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenario = SCENARIOS[name]
     with_function = run(tmp_path / "with", scenario, home=tmp_path / "home")
     assert set(calls) == EXPECTED[name]
+    if name == "uncapped":  # the first call (it made the function) began the transaction
+        assert calls[1:] == ["alone"] * (len(calls) - 1)
     monkeypatch.setattr(CycleStore, "end_then_claim", lambda *a, **k: None)
     without = run(tmp_path / "without", scenario, home=tmp_path / "home")
     assert with_function == without
@@ -298,6 +323,7 @@ def test_the_function_runs_the_end_with_its_dispatch_lock_then_the_heads_then_th
         made = cycle.Cycle(
             svc.db.engine.dialect,
             reads=svc.store.plugins.end_reads("postgresql"),
+            writes=svc.store.plugins.end_writes("postgresql"),
             n_types=1,
             bindings=(),
             log_name="{job_type}-{job_id}-{attempt}",
@@ -309,7 +335,7 @@ def test_the_function_runs_the_end_with_its_dispatch_lock_then_the_heads_then_th
 
 
 def test_a_capped_head_whose_slot_is_full_is_passed_over_for_the_next(
-    tmp_path: Path, calls: list[str]
+    tmp_path: Path, calls: Calls
 ) -> None:
     """Two slots; one runs the only job the capped class may run. The other slot's ends
     pass over the queued job of that class, first in line, to the uncapped ones (the
@@ -354,11 +380,11 @@ def test_a_capped_head_whose_slot_is_full_is_passed_over_for_the_next(
         second_run = svc.get_job_run_for_job(second.job_id or 0)
         assert first_run and second_run and first_run.finished_at and second_run.started_at
         assert second_run.started_at >= first_run.finished_at
-    assert "function" in calls and set(calls) <= {"function", "capped"}
+    assert "alone" in calls and set(calls) <= {"alone", "function", "capped"}
 
 
 def test_a_capped_slot_found_full_after_its_lock_hands_the_claim_to_python(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: Calls
 ) -> None:
     """The heads saw room, and another worker filled the slot before the function locked
     it (made here by the capped start after the first end finding it full): Python's
@@ -388,3 +414,85 @@ def test_a_capped_slot_found_full_after_its_lock_hands_the_claim_to_python(
     assert calls == ["python", "capped", "capped", "function"]
     assert starts[1] == starts[2]  # the same head, started by Python's claim
     assert all(r is not None and r.status.value == "COMPLETED" for r in runs)
+
+
+class Writes(Plugin):
+    """Writes a row at every run's end, and does not say when it does not: its ends are
+    never made alone."""
+
+    def on_terminal_run_in_tx(self, conn: sa.Connection, job: Job, run: JobRun) -> None:
+        conn.exec_driver_sql(f"INSERT INTO ended_seen VALUES ({job.job_id})")
+
+
+class Notes(Plugin):
+    """Notes each end in its transaction and collects the notes once it committed, as
+    flows/prefect_sync.py does; writes nothing."""
+
+    def __init__(self) -> None:
+        self.published: list[int] = []
+
+    def writes_with_end(self, dialect: str) -> bool:
+        return False
+
+    def on_terminal_run_in_tx(self, conn: sa.Connection, job: Job, run: JobRun) -> None:
+        conn.info.setdefault("notes", []).append(job.job_id)
+
+    def after_write(self, conn: sa.Connection, committed: bool) -> None:
+        notes = conn.info.pop("notes", [])
+        if committed:
+            self.published += notes
+
+
+def test_an_enabled_webhook_endpoint_keeps_each_end_in_a_transaction_with_its_event(
+    tmp_path: Path, calls: Calls
+) -> None:
+    """An end whose event is written in its transaction is not made alone: the one call
+    that tried raised before writing, and every later one went to the transaction."""
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        install_webhooks(svc, **LOCAL_RECEIVERS)
+        add_webhook_endpoint(svc, "http://127.0.0.1:9/hook")  # nothing listens: kept
+        svc.register("a", fails)
+        for n in range(12):
+            svc.enqueue_job("a", {"n": n})
+        work_through(svc, 12)
+        events = svc.db.read(
+            lambda c: c.execute(sa.select(sa.func.count()).select_from(EVENTS)).scalar_one()
+        )
+    assert events == 12
+    assert "alone" not in calls and calls.refused <= 1
+
+
+def test_a_plugin_that_writes_at_the_end_keeps_every_end_in_its_transaction(
+    tmp_path: Path, calls: Calls
+) -> None:
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        svc.db.write(lambda c: c.exec_driver_sql("CREATE TABLE ended_seen (job_id int)"))
+        svc.add_plugin(Writes())
+        svc.register("a", fails)
+        ids = sorted(svc.enqueue_job("a", {"n": n}).job_id or 0 for n in range(10))
+        work_through(svc, 10)
+        seen = svc.db.read(lambda c: c.exec_driver_sql("SELECT job_id FROM ended_seen").all())
+    assert sorted(r[0] for r in seen) == ids
+    assert "alone" not in calls and calls.refused == 0 and "function" in calls
+
+
+def test_a_plugin_that_only_notes_sees_its_ends_made_alone_as_committed(
+    tmp_path: Path, calls: Calls
+) -> None:
+    notes = Notes()
+    with (
+        fresh_database("postgres", tmp_path) as url,
+        SchedulerService.open(url, **TEST_SETTINGS) as svc,
+    ):
+        svc.add_plugin(notes)
+        svc.register("a", fails)
+        ids = sorted(svc.enqueue_job("a", {"n": n}).job_id or 0 for n in range(10))
+        work_through(svc, 10)
+    assert sorted(notes.published) == ids
+    assert calls.count("alone") >= 8 and calls.refused <= 1  # the first: it made the function
