@@ -160,61 +160,67 @@ def ours_sql_sqlite(svc: Any, rec: Recorder, stop: threading.Event) -> Any:
 
 
 def ours_sql_postgres(svc: Any, rec: Recorder, stop: threading.Event) -> Any:
-    """A slot's loop: BEGIN; the last run's end and its job's, which takes the shared
-    dispatch lock; the heads (FOR UPDATE SKIP LOCKED); the first one's start with its
-    run; COMMIT; the job. The first claim takes the lock by itself."""
+    """A slot's loop: the last run's end and the next claim as one call of ours' cycle
+    function (store/cycle.py), outside a transaction, as ours makes it; the job. The
+    first claim, and one after the call found nothing, is ours' claim statements in a
+    transaction: the shared dispatch lock, the heads (FOR UPDATE SKIP LOCKED), the first
+    one's start with its run."""
     import psycopg
 
     from scheduler_core.prepared import prepared
     from scheduler_core.rules.ordering import dispatch_key
-    from scheduler_core.store.hot import (
-        DISPATCH_LOCK_KEY,
-        Hot,
-        ending,
-        heads_skip_locked,
-        run_and_job_end,
-        type_params,
-    )
+    from scheduler_core.store.cycle import STARTED
+    from scheduler_core.store.hot import DISPATCH_LOCK_KEY, Hot, heads_skip_locked, type_params
     from scheduler_core.values import utcnow
 
-    reads = svc.store.plugins.end_reads("postgresql")
-    statements = (ending(run_and_job_end, reads), Hot.dispatch_lock_shared, heads_skip_locked(1))
-    made = svc.db.read(
-        lambda conn: [prepared(conn, s) for s in (*statements, Hot.start_job_with_run)]
-    )
-    end, lock, heads, start = made
+    statements = (Hot.dispatch_lock_shared, heads_skip_locked(1), Hot.start_job_with_run)
+
+    def make(conn: Any) -> Any:
+        made = svc.store.cycle(conn, n_types=1, bindings=())
+        assert made is not None, "the cycle function could not be created"
+        return [prepared(conn, s) for s in (*statements, made.call)]
+
+    lock, heads, start, call = svc.db.write(make)
     dsn = svc.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def loop(worker_id: str) -> None:
-        db = psycopg.connect(dsn)
+        db = psycopg.connect(dsn, autocommit=True)
         cur = db.cursor()
         ran: tuple[int, int] | None = None  # the last job's run and id, ended with the next claim
         while not stop.is_set():
             now = utcnow()
             if ran is not None:
-                cur.execute(end.sql, end.arguments(noop_end(*ran, now)))
-                cur.fetchall()
+                args = svc.store.cycle_args(
+                    noop_end(*ran, now), worker_id=worker_id, job_types=["noop"], now=now
+                )
+                cur.execute(call.sql, call.arguments({**args, "p_alone": True}))
+                row = call.convert(cur.fetchone())
                 ran = None
-            else:
+                if row.o_code == STARTED:
+                    rec.run(row.o_j_params["n"])
+                    ran = (row.o_run_id, row.o_j_job_id)
+                continue
+            with db.transaction():
                 cur.execute(lock.sql, lock.arguments({"key": DISPATCH_LOCK_KEY}))
                 cur.fetchall()
-            cur.execute(heads.sql, heads.arguments({**type_params(["noop"]), "now": now, "n": 1}))
-            found = sorted(
-                (r for r in map(heads.convert, cur.fetchall()) if r.job_id is not None),
-                key=dispatch_key,
-            )
+                cur.execute(
+                    heads.sql, heads.arguments({**type_params(["noop"]), "now": now, "n": 1})
+                )
+                found = sorted(
+                    (r for r in map(heads.convert, cur.fetchall()) if r.job_id is not None),
+                    key=dispatch_key,
+                )
+                if found:
+                    job_id, params = found[0].job_id, found[0].params
+                    claim = noop_binds(svc, job_id, worker_id, now, params)
+                    slot = found[0].resource
+                    claim.update(start_binds(job_id, now=now, worker_id=worker_id, slot=slot))
+                    cur.execute(start.sql, start.arguments(claim))
+                    ran = (start.convert(cur.fetchone()).run_id, job_id)
             if not found:
-                db.commit()
                 time.sleep(IDLE)
                 continue
-            job_id, params = found[0].job_id, found[0].params
-            claim = noop_binds(svc, job_id, worker_id, now, params)
-            claim.update(start_binds(job_id, now=now, worker_id=worker_id, slot=found[0].resource))
-            cur.execute(start.sql, start.arguments(claim))
-            run_id = start.convert(cur.fetchone()).run_id
-            db.commit()
             rec.run(params["n"])
-            ran = (run_id, job_id)
         db.close()
 
     return loop
