@@ -21,11 +21,13 @@ Where the call does everything (`STARTED`, or `NONE` to claim) and no plugin wri
 the end (plugins.py `writes_with_end`), nothing follows it in its transaction, so it is
 made alone, outside a transaction: one round trip instead of BEGIN, the call and
 COMMIT, whose two cost the worker about 95 µs of CPU and the job 200 µs
-(docs/benchmarks.md). A call made alone that finds it needs more (a capped head, a group
-member, an enabled webhook endpoint) raises `IN_TRANSACTION` before or instead of its
-last write, so the server undoes what it wrote, and is made again in the transaction.
-Each thread makes its next call alone when its last one could have been (`o_alone`), so
-a worker whose work needs Python goes on in transactions without failed calls.
+(docs/benchmarks.md). A call made alone where a plugin may write at the end writes
+nothing and says so (`TRANSACTION`): it is made again in the transaction. One whose
+first head needs Python (a capped class, a group member, a retry) ends the run, which
+is complete by itself, and stops (`ENDED`): the slot's next job is claimed by the
+worker's dispatcher, as after any end without a claim. Each thread makes its next call
+alone only when its last one could have been (`o_alone`), so a worker whose work needs
+Python goes on in transactions.
 """
 
 from __future__ import annotations
@@ -72,16 +74,13 @@ from scheduler_core.values import Claim, Finish, Job, Outcome
 log = logging.getLogger("scheduler_core.store")
 
 STARTED, CAPPED, PYTHON, NONE, STALE = "started", "capped", "python", "none", "stale"
-TRANSACTION = "transaction"
+ENDED, TRANSACTION = "ended", "transaction"
 """What a call did: started the first head; locked the slot of the first head, of a
 capped class, for Python to start it (the start time is read after that lock, by the
 worker's clock: store/claims.py `_start_with_run`); ended the run, the claim left to
-Python; ended the run, nothing to claim; ended nothing (the run is no longer RUNNING);
-made alone, wrote nothing, as it needs a transaction."""
-
-IN_TRANSACTION = "LS001"
-"""Raised inside a call made alone that needs its transaction, and caught there: its
-writes undone, it returns TRANSACTION."""
+Python; ended the run, nothing to claim; ended nothing (the run is no longer RUNNING).
+Made alone: ended the run, the claim left to the worker's dispatcher (its first head
+needs a transaction); wrote nothing, as a plugin may write at the end."""
 
 RETRY_SECONDS = 60.0
 """How long a worker goes without a function it could not create before trying again."""
@@ -162,38 +161,9 @@ class Cycle:
             values = f"{end_values}, {job_values}, {run}, {limit}::integer, {alone}"
             return f"RETURN QUERY SELECT '{code}'::text, {values}; RETURN;"
 
-        def steps(alone: bool) -> list[str]:
-            """The end, the heads and the start; `alone`: a step that needs the
-            transaction raises IN_TRANSACTION instead (caught below, its writes undone)."""
-            in_tx = f"RAISE SQLSTATE '{IN_TRANSACTION}';" if alone else ""
-            return [
-                f"{end_sql} INTO e;",
-                "IF NOT FOUND THEN",
-                f"  {result(STALE, no_job, 'NULL::integer', no_end)}",
-                "END IF;",
-                f"FOR h IN {heads_sql} LOOP",
-                "  IF h.group_id IS NOT NULL OR h.retry_of IS NOT NULL THEN",
-                f"    {in_tx}",
-                f"    {result(PYTHON, no_job, 'NULL::integer')}",
-                "  END IF;",
-                "  IF h.class_limit IS NOT NULL THEN",
-                f"    {in_tx}",
-                f"    {lock_sql};",
-                f"    {result(CAPPED, job, 'NULL::integer', limit='h.class_limit')}",
-                "  END IF;",
-                f"  {start_sql} INTO s;",
-                "  IF NOT FOUND THEN",
-                f"    {in_tx}",
-                f"    {result(STALE, job, 'NULL::integer')}",
-                "  END IF;",
-                f"  {result(STARTED, job, 's.run_id')}",
-                "END LOOP;",
-                result(NONE, no_job, "NULL::integer"),
-            ]
-
-        # Made alone, the steps run in a block whose error undoes its writes, caught: the
-        # caller is told to make the call in a transaction (no error for the server's log).
-        in_transaction = result(TRANSACTION, no_job, "NULL::integer", no_end)
+        # Made alone, the call ends the run and stops where the claim needs Python: the
+        # end is committed, and the worker's dispatcher claims the slot's next job.
+        alone_ends = f"IF p_alone THEN {result(ENDED, no_job, 'NULL::integer')} END IF;"
         signature = ", ".join(f"{b.key} {_type(b.type, dialect)}" for b in self.args)
         body = "\n".join(
             [
@@ -201,17 +171,31 @@ class Cycle:
                 "DECLARE e record; h record; s record;",
                 f"  quiet boolean := {quiet};",
                 "BEGIN",
-                "  IF p_alone THEN",
-                "    IF NOT quiet THEN",
-                f"      {in_transaction}",
-                "    END IF;",
-                "    BEGIN",
-                *(f"      {line}" for line in steps(alone=True)),
-                f"    EXCEPTION WHEN SQLSTATE '{IN_TRANSACTION}' THEN",
-                f"      {in_transaction}",
-                "    END;",
+                "  IF p_alone AND NOT quiet THEN",
+                f"    {result(TRANSACTION, no_job, 'NULL::integer', no_end)}",
                 "  END IF;",
-                *(f"  {line}" for line in steps(alone=False)),
+                f"  {end_sql} INTO e;",
+                "  IF NOT FOUND THEN",
+                f"    {result(STALE, no_job, 'NULL::integer', no_end)}",
+                "  END IF;",
+                f"  FOR h IN {heads_sql} LOOP",
+                "    IF h.group_id IS NOT NULL OR h.retry_of IS NOT NULL THEN",
+                f"      {alone_ends}",
+                f"      {result(PYTHON, no_job, 'NULL::integer')}",
+                "    END IF;",
+                "    IF h.class_limit IS NOT NULL THEN",
+                f"      {alone_ends}",
+                f"      {lock_sql};",
+                f"      {result(CAPPED, job, 'NULL::integer', limit='h.class_limit')}",
+                "    END IF;",
+                f"    {start_sql} INTO s;",
+                "    IF NOT FOUND THEN",
+                f"      {alone_ends}",
+                f"      {result(STALE, job, 'NULL::integer')}",
+                "    END IF;",
+                f"    {result(STARTED, job, 's.run_id')}",
+                "  END LOOP;",
+                f"  {result(NONE, no_job, 'NULL::integer')}",
                 "END",
             ]
         )
@@ -380,7 +364,7 @@ class CycleStore(ClaimsStore, FinishStore):
 
         if row.o_code == PYTHON:
             return finish, in_python()
-        if row.o_code == NONE:
+        if row.o_code in (NONE, ENDED):
             return finish, None
         job = rows.value(Job, {k: getattr(row, f"o_j_{k}") for k in _JOB_COLUMNS})
         slot = slot_name(job.resource, bindings)
@@ -412,12 +396,12 @@ class CycleStore(ClaimsStore, FinishStore):
     def _call(self, conn: Connection, cycle: Cycle, args: dict[str, Any]) -> Any:
         """The call's row: made alone (`conn`'s transaction not begun on the server yet)
         where this thread's last call could have been, else, or when the call made alone
-        raised IN_TRANSACTION, in the transaction."""
+        could not write (TRANSACTION), in the transaction."""
         last = self._alone_last
         if cycle.writes is not True and getattr(last, "alone", True):
             row = self._call_alone(conn, cycle, args)
             if row is not None:
-                last.alone = True
+                last.alone = row.o_alone
                 return row
         row = prepared(conn, cycle.call).first(conn, {**args, "p_alone": False})
         last.alone = row is not None and row.o_alone

@@ -169,17 +169,24 @@ def run(
         return svc.db.read(read)
 
 
-# How each end and next claim of the worker loop was written, by scenario: by one call
-# of the function outside a transaction ("alone"); by the function alone in the
-# transaction ("function"); by the function, then Python's start of the capped head
-# whose slot it locked ("capped"); by the function, then Python's claim ("python": a
-# group member or a retry); or without the function (an end that queues a retry or ends
-# a group member).
+# How each end and next claim of the worker loop was written, by scenario, with calls
+# made alone where they may be and with every call in a transaction: by one call outside
+# a transaction ("alone"); by one that ended the run there and left the claim to the
+# dispatcher, its head needing Python ("ended"); by the function alone in the transaction
+# ("function"); by the function, then Python's start of the capped head whose slot it
+# locked ("capped"); by the function, then Python's claim ("python": a group member or a
+# retry); or without the function (an end that queues a retry or ends a group member).
 EXPECTED = {
     "uncapped": {"function", "alone"},
-    "capped": {"alone", "function", "capped"},
+    "capped": {"alone", "ended", "function", "capped"},
+    "bound": {"ended", "function", "capped"},
+    "groups_and_retries": {"alone", "ended", "function", "not used"},
+}
+EXPECTED_IN_TRANSACTIONS = {
+    "uncapped": {"function"},
+    "capped": {"function", "capped"},
     "bound": {"function", "capped"},
-    "groups_and_retries": {"alone", "function", "python", "not used"},
+    "groups_and_retries": {"function", "python", "not used"},
 }
 
 
@@ -211,13 +218,17 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
             if "start" in python
             else "alone"
             if "alone" in python
+            else "ended"
+            if "ended" in python
             else "function"
         )
         return done
 
     def spy_alone(*args: Any) -> Any:
         row = call_alone(*args)
-        python.append("alone" if row is not None else "refused")
+        python.append(
+            "refused" if row is None else "ended" if row.o_code == cycle.ENDED else "alone"
+        )
         seen.refused += row is None
         return row
 
@@ -237,14 +248,17 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
     yield seen
 
 
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in_transactions"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_cycle_function_writes_what_the_statements_wrote(
-    tmp_path: Path, name: str, calls: Calls, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, name: str, alone: bool, calls: Calls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenario = SCENARIOS[name]
+    if not alone:
+        monkeypatch.setattr(CycleStore, "_call_alone", staticmethod(lambda *a: None))
     with_function = run(tmp_path / "with", scenario, home=tmp_path / "home")
-    assert set(calls) == EXPECTED[name]
-    if name == "uncapped":  # the first call (it made the function) began the transaction
+    assert set(calls) == (EXPECTED if alone else EXPECTED_IN_TRANSACTIONS)[name]
+    if name == "uncapped" and alone:  # the first call made the function: in a transaction
         assert calls[1:] == ["alone"] * (len(calls) - 1)
     monkeypatch.setattr(CycleStore, "end_then_claim", lambda *a, **k: None)
     without = run(tmp_path / "without", scenario, home=tmp_path / "home")
@@ -380,7 +394,7 @@ def test_a_capped_head_whose_slot_is_full_is_passed_over_for_the_next(
         second_run = svc.get_job_run_for_job(second.job_id or 0)
         assert first_run and second_run and first_run.finished_at and second_run.started_at
         assert second_run.started_at >= first_run.finished_at
-    assert "alone" in calls and set(calls) <= {"alone", "function", "capped"}
+    assert "alone" in calls and set(calls) <= {"alone", "ended", "function", "capped"}
 
 
 def test_a_capped_slot_found_full_after_its_lock_hands_the_claim_to_python(
