@@ -219,6 +219,29 @@ class _Kept:
         self.close()
 
 
+_PG_IDLE = 0  # libpq's PQTRANS_IDLE: no transaction begun on the server
+
+
+@contextmanager
+def outside_transaction(conn: Connection) -> Iterator[bool]:
+    """PostgreSQL: inside, each statement on `conn` commits by itself, if `conn`'s
+    transaction has not begun on the server yet (True); else (False) nothing changes.
+    After, `conn` is back to transactions; one that cannot be (lost meanwhile) is
+    discarded, never returned to the pool in autocommit."""
+    dbapi: Any = conn.connection.dbapi_connection
+    if dbapi.info.transaction_status != _PG_IDLE:
+        yield False
+        return
+    dbapi.autocommit = True
+    try:
+        yield True
+    finally:
+        try:
+            dbapi.autocommit = False
+        except Exception:
+            conn.invalidate()
+
+
 def autocommit_connection(engine: Engine) -> Connection:
     """A pooled PostgreSQL connection whose every statement is its own transaction."""
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")

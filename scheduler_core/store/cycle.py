@@ -48,7 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from scheduler_core.database import GENERATED_FUNCTION_PREFIX
+from scheduler_core.database import GENERATED_FUNCTION_PREFIX, outside_transaction
 from scheduler_core.prepared import prepared
 from scheduler_core.store import rows
 from scheduler_core.store.base import LOG_NAME
@@ -130,8 +130,9 @@ class Cycle:
         self.args.append(sa.bindparam("p_log_dir", type_=sa.String()))
         self.args.append(sa.bindparam("p_alone", type_=sa.Boolean()))
         # Where no plugin writes at the end, `quiet`: the call may be made alone.
-        quiet = "true" if writes is False else "false" if writes is True else None
-        if quiet is None:
+        if isinstance(writes, bool):
+            quiet = str(not writes).lower()
+        else:
             quiet = f"NOT coalesce(({self._render(writes, dialect, 'w', {})}), false)"
         # The end's columns but the dispatch lock's (void): the run's flow run id and
         # the plugins' reads.
@@ -290,16 +291,6 @@ def ensure(conn: Connection, cycle: Cycle) -> bool:
 
 
 _refused: set[str] = set()  # functions the server refused to create, in this process
-_IDLE = 0  # libpq's PQTRANS_IDLE: no transaction begun on the server
-
-
-def _leave_autocommit(conn: Connection, dbapi: Any) -> None:
-    """Back to transactions; a connection that cannot be (lost meanwhile) is discarded,
-    never returned to the pool in autocommit."""
-    try:
-        dbapi.autocommit = False
-    except Exception:
-        conn.invalidate()
 
 
 def _quoted(conn: Connection, name: str) -> str:
@@ -411,14 +402,10 @@ class CycleStore(ClaimsStore, FinishStore):
     def _call_alone(conn: Connection, cycle: Cycle, args: dict[str, Any]) -> Any:
         """The call made alone, its row; None where it cannot be: it found it needs the
         transaction (TRANSACTION, nothing written), or `conn`'s has begun on the server."""
-        dbapi: Any = conn.connection.dbapi_connection
-        if dbapi.info.transaction_status != _IDLE:
-            return None
-        dbapi.autocommit = True
-        try:
+        with outside_transaction(conn) as alone:
+            if not alone:
+                return None
             row = prepared(conn, cycle.call).first(conn, {**args, "p_alone": True})
-        finally:
-            _leave_autocommit(conn, dbapi)
         return None if row is None or row.o_code == TRANSACTION else row
 
     @functools.cached_property
