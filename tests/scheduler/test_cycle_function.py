@@ -216,6 +216,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
             if "claim" in python
             else "capped"
             if "start" in python
+            else "made alone, yet in a transaction"
+            if "in a transaction" in python
             else "alone"
             if "alone" in python
             else "ended"
@@ -224,10 +226,18 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
         )
         return done
 
-    def spy_alone(*args: Any) -> Any:
-        row = call_alone(*args)
+    def spy_alone(conn: sa.Connection, *args: Any) -> Any:
+        row = call_alone(conn, *args)
+        # Made alone, the call committed by itself: no transaction is open after it.
+        open_after = conn.connection.dbapi_connection.info.transaction_status != 0
         python.append(
-            "refused" if row is None else "ended" if row.o_code == cycle.ENDED else "alone"
+            "refused"
+            if row is None
+            else "in a transaction"
+            if open_after
+            else "ended"
+            if row.o_code == cycle.ENDED
+            else "alone"
         )
         seen.refused += row is None
         return row
