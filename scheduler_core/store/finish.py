@@ -29,7 +29,7 @@ from scheduler_core.store.hot import (
 from scheduler_core.tables import JOBS as J
 from scheduler_core.tables import LEASES as L
 from scheduler_core.tables import RUNS as R
-from scheduler_core.values import Claim, Finish, Job, JobGroup, JobRun, Outcome
+from scheduler_core.values import Claim, Finish, Job, JobGroup, Outcome
 
 
 def not_running(claim: Claim) -> StaleStateError:
@@ -116,17 +116,14 @@ class FinishStore(StoreBase):
         # A RUNNING job's row changes only here, its run's only here and in gaining a flow
         # run id (returned): the claimed values plus their ends are the rows.
         job = rows.changed(claim.job, status=job_status, finished_at=now)
-        run = rows.value(
-            JobRun,
-            {
-                **claim.run.__dict__,
-                "status": outcome.status.value,
-                "finished_at": now,
-                "exit_code": outcome.exit_code,
-                "error": outcome.error,
-                "artifacts": params["b_artifacts"],
-                "flow_run_id": run_row.flow_run_id,
-            },
+        run = rows.changed(
+            claim.run,
+            status=outcome.status,
+            finished_at=now,
+            exit_code=outcome.exit_code,
+            error=outcome.error,
+            artifacts=params["b_artifacts"],
+            flow_run_id=run_row.flow_run_id,
         )
         if group is None and job.group_id is not None:
             group = self.get_group(conn, job.group_id)
