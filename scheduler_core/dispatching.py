@@ -209,10 +209,10 @@ class Dispatching:
             or job_type.timeout_seconds
             or self.settings.job_timeout_seconds
         )
-        late = faults_deadline(seconds)
         expired: list[Finish] = []
+        # The deadline's outcome is built only once it passed: most jobs end in time.
         watch = self.deadlines.watch(
-            seconds, on_expiry=lambda: expired.append(self.record(claim, late))
+            seconds, on_expiry=lambda: expired.append(self.record(claim, faults_deadline(seconds)))
         )
         try:
             try:
@@ -222,8 +222,8 @@ class Dispatching:
         except DeadlineExceeded:
             state = "fired"
         if state == "expired":
-            return late, expired[0] if expired else self._written(claim)
-        return (late if state == "fired" else outcome), None
+            return faults_deadline(seconds), expired[0] if expired else self._written(claim)
+        return (faults_deadline(seconds) if state == "fired" else outcome), None
 
     def _run_executor(self, claim: Claim, job_type: JobType, seconds: float) -> Outcome:
         # A group member's references to earlier members' outputs (references.py).
