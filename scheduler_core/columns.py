@@ -39,7 +39,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
         def process(value: datetime | None) -> str | None:
             if value is not None and value.tzinfo is UTC:  # the scheduler's own clock
-                return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+                return value.isoformat(" ", "microseconds")[:-6]  # less its "+00:00"
             naive = self.process_bind_param(value, dialect)
             return None if naive is None else naive.isoformat(" ", "microseconds")
 
