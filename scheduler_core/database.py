@@ -23,6 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from scheduler_core.columns import json_dumps
 from scheduler_core.errors import ConfigurationError, DatabaseUnavailableError
 from scheduler_core.files import FILE_MODE_ENV, create_private, other_access, private_dir
 from scheduler_core.migrations import migrate
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _IMMEDIATE = "scheduler_immediate"
+_JSON_TEXT: dict[str, Any] = {"json_serializer": json_dumps}
 CLOSE_WAIT_SECONDS = 5.0  # how long closing waits for an enqueue still on the kept connection
 
 
@@ -64,7 +66,7 @@ def create_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True)
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True, **_JSON_TEXT)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -75,7 +77,7 @@ def _sqlite_engine(url: str) -> Engine:
         url = parsed.render_as_string(hide_password=False)
     if in_memory:
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False}, poolclass=StaticPool
+            url, connect_args={"check_same_thread": False}, poolclass=StaticPool, **_JSON_TEXT
         )
     else:
         _create_database_file(Path(parsed.database or "").expanduser().resolve())
@@ -88,6 +90,7 @@ def _sqlite_engine(url: str) -> Engine:
             pool_size=10,
             max_overflow=-1,
             pool_reset_on_return=None,
+            **_JSON_TEXT,
         )
 
     @sa.event.listens_for(engine, "connect")
