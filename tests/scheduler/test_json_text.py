@@ -41,6 +41,21 @@ def test_json_dumps_writes_what_the_json_module_reads_back_equal(value: Any) -> 
     assert json.loads(text) == json.loads(json.dumps(value))
 
 
+def test_the_engine_writes_json_with_json_dumps(svc: SchedulerService) -> None:
+    """Both backends' engines (database.py `create_engine`) write JSON text with it; on
+    SQLite the stored text shows it (orjson's, without the json module's spaces)."""
+    assert svc.db.engine.dialect._json_serializer is json_dumps  # type: ignore[attr-defined]
+    svc.register("keep", lambda params: None)
+    job = svc.enqueue_job("keep", {"small": 1, "list": [1, 2]})
+    if svc.db.is_sqlite:
+        text = svc.db.read(
+            lambda c: c.exec_driver_sql(
+                "SELECT params FROM job WHERE job_id = ?", (job.job_id,)
+            ).scalar_one()
+        )
+        assert text == '{"small":1,"list":[1,2]}'
+
+
 def test_params_reach_the_job_and_its_rows_unchanged(svc: SchedulerService) -> None:
     seen: list[dict[str, Any]] = []
     svc.register("keep", lambda params: seen.append(params))
