@@ -53,11 +53,10 @@ class Plugin:
         hooks to write in it, and they run once it committed (one that raises then
         undoes nothing). A hook that only notes something for `after_write` writes
         nothing. The default: True for a plugin that overrides either hook."""
-        overrides = (
+        return (
             type(self).on_terminal_run_in_tx is not Plugin.on_terminal_run_in_tx
             or type(self).on_retry_decided_in_tx is not Plugin.on_retry_decided_in_tx
         )
-        return overrides
 
     def on_terminal_run_in_tx(self, conn: Connection, job: Job, run: JobRun) -> None:
         """A run ended COMPLETED, FAILED or SKIPPED (written in `conn`'s transaction)."""
